@@ -1,0 +1,185 @@
+//! Code generation: the function keeps its signature; its body becomes a call of the
+//! runtime's `execute` with the key material and the original body as a future.
+
+use crate::ast::{is_impl_trait, Function, Param};
+use crate::attr::Attr;
+use crate::valid::{self, Plan};
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{GenericParam, Ident, ItemFn, ReturnType};
+
+/// The attribute's entry point, on `proc_macro2` tokens so that it can be unit-tested.
+pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item: ItemFn = match syn::parse2(item.clone()) {
+        Ok(item) => item,
+        Err(err) => {
+            let mut out = syn::Error::new(err.span(), "`#[idempotent]` applies to an `async fn`")
+                .into_compile_error();
+            out.extend(item);
+            return out;
+        }
+    };
+    let mut attr: Attr = match syn::parse2(args) {
+        Ok(attr) => attr,
+        // The options' structure is broken: report it, keep the function as it was.
+        Err(err) => return with_errors(&item, err.into_compile_error()),
+    };
+    let function = Function::new(item);
+    let mut errors = std::mem::take(&mut attr.errors);
+    let plan = valid::check(&attr, &function, &mut errors);
+    if !errors.is_empty() {
+        return with_errors(&function.item, errors.to_compile_errors());
+    }
+    expand(&attr, &function, &plan)
+}
+
+/// The original function, untouched, next to the errors: the IDE keeps working and no
+/// "function not found" errors pile up on top of the real ones.
+fn with_errors(item: &ItemFn, errors: TokenStream) -> TokenStream {
+    let mut out = errors;
+    out.extend(item.to_token_stream());
+    out
+}
+
+fn duration(value: Option<&std::time::Duration>) -> Option<TokenStream> {
+    value.map(|d| {
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        quote!(::idempotency::__private::Duration::from_nanos(#nanos))
+    })
+}
+
+fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = &function.item;
+    let private = quote!(::idempotency::__private);
+    let derivation = Ident::new("derivation", Span::mixed_site());
+
+    let name = match &attr.name {
+        Some(name) => quote!(::core::option::Option::Some(#name)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ttl = duration(attr.ttl.as_ref()).unwrap_or_else(|| quote!(#private::Options::DEFAULT_TTL));
+    let wait =
+        duration(attr.wait.as_ref()).unwrap_or_else(|| quote!(#private::Options::DEFAULT_WAIT));
+    let lease = match duration(attr.lease.as_ref()) {
+        Some(lease) => quote!(::core::option::Option::Some(#lease)),
+        None => quote!(::core::option::Option::None),
+    };
+    let client_key = plan.client_key.is_some();
+
+    // Each instantiation of a generic function keys its own records.
+    let mut generics = Vec::new();
+    for param in function.generic_params() {
+        match param {
+            GenericParam::Type(ty) => {
+                let ident = &ty.ident;
+                generics.push(quote!(#derivation.generic(#private::type_name::<#ident>());));
+            }
+            GenericParam::Const(konst) => {
+                let ident = &konst.ident;
+                let label = format!("const {}", ident.unraw());
+                generics.push(quote!(#derivation.key_arg(#label, &#ident);));
+            }
+            GenericParam::Lifetime(_) => {}
+        }
+    }
+    for param in &function.params {
+        if let Param::Named { ident, ty, .. } = param {
+            if is_impl_trait(ty) {
+                generics.push(quote!(#derivation.generic(#private::type_name_of_val(&#ident));));
+            }
+        }
+    }
+    if attr.name.is_none() && function.has_receiver() {
+        // The path of a method names its type, but not the type's generic arguments.
+        generics.push(quote!(#derivation.generic(#private::type_name::<Self>());));
+    }
+
+    // Spanned on each parameter, so a missing `Serialize` is reported under it.
+    let span_of = |ident: &syn::Ident| {
+        function
+            .params
+            .iter()
+            .find_map(|p| match p {
+                Param::Named {
+                    ident: i, tokens, ..
+                } if i == ident => Some(tokens.span()),
+                _ => None,
+            })
+            .unwrap_or_else(|| ident.span())
+    };
+    let key_args = plan.key_args.iter().map(|ident| {
+        let label = ident.unraw().to_string();
+        quote_spanned!(span_of(ident)=> #private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
+    });
+    let payload_args = plan.payload_args.iter().map(|ident| {
+        let label = ident.unraw().to_string();
+        quote_spanned!(span_of(ident)=> #private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
+    });
+    let client_key_arg = plan.client_key.iter().map(|ident| {
+        quote_spanned!(span_of(ident)=> #private::Derivation::client_key(&mut #derivation, &#ident);)
+    });
+
+    let store = match &attr.store {
+        Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
+        None => quote!(#private::default_store()),
+    };
+
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
+        ReturnType::Default => quote!(()),
+    };
+    let ret_span = sig.output.span();
+    let fake_return = Ident::new("fake_return", Span::mixed_site());
+    // Fixes the async block's output to the declared return type, so that `?` and
+    // inference inside the body behave as in the original function.
+    let anchor = quote! {
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::let_unit_value,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            let #fake_return: #ret = loop {};
+            return #fake_return;
+        }
+    };
+    let execute = quote_spanned!(ret_span=> #private::execute::<#ret, _, _>);
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            struct __IdempotentSite;
+            static __IDEMPOTENT_OPTIONS: #private::Options = #private::Options {
+                name: #name,
+                ttl: #ttl,
+                wait: #wait,
+                lease: #lease,
+                client_key: #client_key,
+            };
+            let mut #derivation = #private::Derivation::new(
+                &__IDEMPOTENT_OPTIONS,
+                #private::type_name::<__IdempotentSite>(),
+            );
+            #(#generics)*
+            #(#key_args)*
+            #(#client_key_arg)*
+            #(#payload_args)*
+            #execute(#store, &__IDEMPOTENT_OPTIONS, #derivation, async move {
+                #anchor
+                #block
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Every semantic check of the attribute against the function, and the plan they yield:
+//! which parameters go where.
+
+use crate::ast::{Function, Param};
+use crate::attr::Attr;
+use crate::errors::Errors;
+use std::collections::BTreeMap;
+use syn::{Ident, ReturnType};
+
+/// Where the parameters go, each list in ascending order of names (the key format).
+pub(crate) struct Plan {
+    /// Hashed into the key: every parameter not skipped (derived keys) or the `scope(..)`
+    /// parameters (client-supplied keys).
+    pub(crate) key_args: Vec<Ident>,
+    /// Hashed into the fingerprint (client-supplied keys only).
+    pub(crate) payload_args: Vec<Ident>,
+    /// The `key = ..` parameter.
+    pub(crate) client_key: Option<Ident>,
+}
+
+/// Checks `attr` against `function`, reporting every problem into `errors`.
+pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Plan {
+    let sig = &function.item.sig;
+    if sig.asyncness.is_none() {
+        errors.spanned(
+            sig.fn_token,
+            "`#[idempotent]` needs an `async fn`: duplicates wait for the first call without blocking a thread; make the function `async`",
+        );
+    }
+    if let ReturnType::Default = sig.output {
+        errors.spanned(
+            &sig.ident,
+            "an `#[idempotent]` function must return `Result<T, E>`: only `Ok` results are stored and replayed",
+        );
+    }
+
+    // Parameters by name, each with its position for error messages.
+    let mut named: BTreeMap<String, &Param> = BTreeMap::new();
+    for param in &function.params {
+        match param {
+            Param::Pattern { tokens } => errors.spanned(
+                tokens,
+                "`#[idempotent]` keys arguments by their names: bind this parameter to a name and destructure it in the body",
+            ),
+            _ => {
+                if let Some(name) = param.name() {
+                    named.insert(name, param);
+                }
+            }
+        }
+    }
+
+    let mut known = |ident: &Ident, option: &str| -> bool {
+        let found = named.contains_key(&ident.to_string());
+        if !found {
+            errors.spanned(
+                ident,
+                format!("`{option}` names `{ident}`, but the function has no parameter `{ident}`"),
+            );
+        }
+        found
+    };
+    let mut skip = Vec::new();
+    for ident in attr.skip.iter().flatten() {
+        if known(ident, "skip") {
+            skip.push(ident.to_string());
+        }
+    }
+    let mut scope = Vec::new();
+    for ident in attr.scope.iter().flatten() {
+        if known(ident, "scope") {
+            scope.push(ident.to_string());
+        }
+    }
+    let client_key = attr.key.as_ref().filter(|ident| known(ident, "key"));
+    drop(known);
+
+    for list in [&attr.skip, &attr.scope].into_iter().flatten() {
+        let mut seen = Vec::new();
+        for ident in list {
+            if seen.contains(&ident) {
+                errors.spanned(ident, format!("`{ident}` is listed twice"));
+            }
+            seen.push(ident);
+        }
+    }
+    if let Some(key) = client_key {
+        if skip.contains(&key.to_string()) {
+            errors.spanned(
+                key,
+                format!("`{key}` is the idempotency key, so it cannot be skipped; remove it from `skip(..)`"),
+            );
+        }
+        if scope.contains(&key.to_string()) {
+            errors.spanned(
+                key,
+                format!("`{key}` is the idempotency key; `scope(..)` lists the parameters that partition it, so remove `{key}` from `scope(..)`"),
+            );
+        }
+        if key == "self" {
+            errors.spanned(
+                key,
+                "`self` cannot be the idempotency key; name a parameter",
+            );
+        }
+    }
+    for ident in attr.scope.iter().flatten() {
+        if skip.contains(&ident.to_string()) {
+            errors.spanned(
+                ident,
+                format!("`{ident}` is both in `scope(..)` and in `skip(..)`; a scope is part of the key, so remove it from one"),
+            );
+        }
+        if ident == "self" {
+            errors.spanned(
+                ident,
+                "`self` cannot be part of the key; scope by a parameter instead",
+            );
+        }
+    }
+    for param in &function.params {
+        if let Param::Receiver { tokens } = param {
+            if !skip.iter().any(|s| s == "self") {
+                errors.spanned(
+                    tokens,
+                    "the receiver cannot be part of the key: add `skip(self)` to key the method by its other arguments",
+                );
+            }
+        }
+    }
+
+    let client_key_name = client_key.map(ToString::to_string);
+    let mut key_args = Vec::new();
+    let mut payload_args = Vec::new();
+    // `named` iterates in ascending order of names: the order the key format requires.
+    for (name, param) in &named {
+        let Param::Named { ident, .. } = param else {
+            continue;
+        };
+        if skip.contains(name) || client_key_name.as_ref() == Some(name) {
+            continue;
+        }
+        if client_key.is_none() || scope.contains(name) {
+            key_args.push(ident.clone());
+        } else {
+            payload_args.push(ident.clone());
+        }
+    }
+    Plan {
+        key_args,
+        payload_args,
+        client_key: client_key.cloned(),
+    }
+}

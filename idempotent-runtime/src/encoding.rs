@@ -1,0 +1,468 @@
+//! The canonical encoding of argument values that keys and fingerprints hash.
+//!
+//! The rules are specified in the documentation of [`crate::key`].
+
+use serde::ser::{self, Serialize};
+use std::fmt;
+
+/// Where encoded bytes go: a hasher, in practice.
+pub(crate) trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Sink for blake3::Hasher {
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        self.update(bytes);
+    }
+}
+
+/// Appends the canonical encoding of `value` to `sink`.
+pub(crate) fn encode<S: Sink, T: Serialize + ?Sized>(
+    sink: &mut S,
+    value: &T,
+) -> Result<(), EncodeError> {
+    value.serialize(Encoder { sink })
+}
+
+#[inline]
+fn put_len<S: Sink>(sink: &mut S, len: usize) {
+    sink.put(&(len as u64).to_le_bytes());
+}
+
+#[inline]
+pub(crate) fn put_str<S: Sink>(sink: &mut S, s: &str) {
+    sink.put(b"s");
+    put_len(sink, s.len());
+    sink.put(s.as_bytes());
+}
+
+#[inline]
+fn put_u128<S: Sink>(sink: &mut S, v: u128) {
+    match u64::try_from(v) {
+        Ok(small) => {
+            sink.put(b"u");
+            sink.put(&small.to_le_bytes());
+        }
+        Err(_) => {
+            sink.put(b"U");
+            sink.put(&v.to_le_bytes());
+        }
+    }
+}
+
+#[inline]
+fn put_i128<S: Sink>(sink: &mut S, v: i128) {
+    match (u128::try_from(v), i64::try_from(v)) {
+        (Ok(non_negative), _) => put_u128(sink, non_negative),
+        (Err(_), Ok(small)) => {
+            sink.put(b"i");
+            sink.put(&small.to_le_bytes());
+        }
+        (Err(_), Err(_)) => {
+            sink.put(b"I");
+            sink.put(&v.to_le_bytes());
+        }
+    }
+}
+
+/// A `Serialize` implementation reported an error of its own (for example a `RefCell`
+/// that was already mutably borrowed).
+#[derive(Debug, Clone)]
+pub(crate) struct EncodeError(pub(crate) String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+impl ser::Error for EncodeError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        EncodeError(msg.to_string())
+    }
+}
+
+struct Encoder<'a, S> {
+    sink: &'a mut S,
+}
+
+/// A map under construction: one digest per entry, sorted when the map ends.
+struct MapEncoder<'a, S> {
+    sink: &'a mut S,
+    entries: Vec<[u8; 16]>,
+    entry: Option<blake3::Hasher>,
+}
+
+fn digest16(hasher: &blake3::Hasher) -> [u8; 16] {
+    let mut out = [0; 16];
+    out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+    out
+}
+
+impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = MapEncoder<'a, S>;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
+        self.sink.put(if v { b"1" } else { b"0" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), EncodeError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), EncodeError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
+        match u64::try_from(v) {
+            Ok(non_negative) => self.serialize_u64(non_negative),
+            Err(_) => {
+                self.sink.put(b"i");
+                self.sink.put(&v.to_le_bytes());
+                Ok(())
+            }
+        }
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
+        put_i128(self.sink, v);
+        Ok(())
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), EncodeError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), EncodeError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), EncodeError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
+        self.sink.put(b"u");
+        self.sink.put(&v.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
+        put_u128(self.sink, v);
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), EncodeError> {
+        self.serialize_f64(v.into())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
+        let bits = if v.is_nan() {
+            0x7ff8_0000_0000_0000
+        } else {
+            v.to_bits()
+        };
+        self.sink.put(b"f");
+        self.sink.put(&bits.to_le_bytes());
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), EncodeError> {
+        put_str(self.sink, v.encode_utf8(&mut [0; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), EncodeError> {
+        put_str(self.sink, v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
+        self.sink.put(b"b");
+        put_len(self.sink, v.len());
+        self.sink.put(v);
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), EncodeError> {
+        self.sink.put(b"N");
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), EncodeError> {
+        self.sink.put(b"S");
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), EncodeError> {
+        self.sink.put(b"Z");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), EncodeError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), EncodeError> {
+        self.sink.put(b"e");
+        put_str(self.sink, variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        self.sink.put(b"v");
+        put_str(self.sink, variant);
+        value.serialize(self)
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self, EncodeError> {
+        self.sink.put(b"[");
+        Ok(self)
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Self, EncodeError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Self, EncodeError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Self, EncodeError> {
+        self.sink.put(b"v");
+        put_str(self.sink, variant);
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<MapEncoder<'a, S>, EncodeError> {
+        Ok(MapEncoder {
+            sink: self.sink,
+            entries: Vec::with_capacity(len.unwrap_or(0)),
+            entry: None,
+        })
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, EncodeError> {
+        self.sink.put(b"(");
+        Ok(self)
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self, EncodeError> {
+        self.sink.put(b"v");
+        put_str(self.sink, variant);
+        self.sink.put(b"(");
+        Ok(self)
+    }
+}
+
+impl<S: Sink> Encoder<'_, S> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        value.serialize(Encoder {
+            sink: &mut *self.sink,
+        })
+    }
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), EncodeError> {
+        put_str(self.sink, name);
+        self.element(value)
+    }
+    fn close(self, tag: &[u8]) -> Result<(), EncodeError> {
+        self.sink.put(tag);
+        Ok(())
+    }
+}
+
+impl<S: Sink> ser::SerializeSeq for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b"]")
+    }
+}
+
+impl<S: Sink> ser::SerializeTuple for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b"]")
+    }
+}
+
+impl<S: Sink> ser::SerializeTupleStruct for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b"]")
+    }
+}
+
+impl<S: Sink> ser::SerializeTupleVariant for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b"]")
+    }
+}
+
+impl<S: Sink> ser::SerializeStruct for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b")")
+    }
+}
+
+impl<S: Sink> ser::SerializeStructVariant for Encoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), EncodeError> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), EncodeError> {
+        self.close(b")")
+    }
+}
+
+impl<S: Sink> ser::SerializeMap for MapEncoder<'_, S> {
+    type Ok = ();
+    type Error = EncodeError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), EncodeError> {
+        let mut entry = blake3::Hasher::new();
+        encode(&mut entry, key)?;
+        self.entry = Some(entry);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), EncodeError> {
+        let mut entry = self
+            .entry
+            .take()
+            .ok_or_else(|| EncodeError("serialize_value called before serialize_key".into()))?;
+        encode(&mut entry, value)?;
+        self.entries.push(digest16(&entry));
+        Ok(())
+    }
+    fn end(mut self) -> Result<(), EncodeError> {
+        self.entries.sort_unstable();
+        self.sink.put(b"{");
+        put_len(self.sink, self.entries.len());
+        for digest in &self.entries {
+            self.sink.put(digest);
+        }
+        self.sink.put(b"}");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    fn bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        struct Bytes(Vec<u8>);
+        impl Sink for Bytes {
+            fn put(&mut self, bytes: &[u8]) {
+                self.0.extend_from_slice(bytes);
+            }
+        }
+        let mut out = Bytes(Vec::new());
+        encode(&mut out, value).unwrap();
+        out.0
+    }
+
+    #[test]
+    fn integers_encode_by_value_not_by_type() {
+        assert_eq!(bytes(&7u8), bytes(&7u64));
+        assert_eq!(bytes(&7i32), bytes(&7u64));
+        assert_eq!(bytes(&7i128), bytes(&7u16));
+        assert_eq!(bytes(&-7i8), bytes(&-7i64));
+        assert_ne!(bytes(&-1i64), bytes(&u64::MAX));
+        assert_eq!(bytes(&u128::from(u64::MAX) + 1)[0], b'U');
+        assert_eq!(bytes(&(i128::from(i64::MIN) - 1))[0], b'I');
+    }
+
+    #[test]
+    fn options_nest_without_collapsing() {
+        let none: Option<Option<u8>> = None;
+        let some_none: Option<Option<u8>> = Some(None);
+        assert_ne!(bytes(&none), bytes(&some_none));
+        assert_ne!(bytes(&None::<()>), bytes(&()));
+    }
+
+    #[test]
+    fn sequences_are_prefix_free() {
+        let a: (Vec<u8>, Vec<u8>) = (vec![1], vec![]);
+        let b: (Vec<u8>, Vec<u8>) = (vec![], vec![1]);
+        assert_ne!(bytes(&a), bytes(&b));
+        assert_ne!(bytes(&("ab", "c")), bytes(&("a", "bc")));
+    }
+
+    #[test]
+    fn maps_ignore_iteration_order() {
+        let mut small: HashMap<String, u32> = HashMap::new();
+        let mut large: HashMap<String, u32> = HashMap::with_capacity(1024);
+        for i in 0..100 {
+            small.insert(format!("k{i}"), i);
+        }
+        for i in (0..100).rev() {
+            large.insert(format!("k{i}"), i);
+        }
+        assert!(small
+            .iter()
+            .map(|(k, _)| k)
+            .ne(large.iter().map(|(k, _)| k)));
+        assert_eq!(bytes(&small), bytes(&large));
+        let sorted: BTreeMap<_, _> = small.clone().into_iter().collect();
+        assert_eq!(bytes(&small), bytes(&sorted));
+        large.insert("k0".into(), 1);
+        assert_ne!(bytes(&small), bytes(&large));
+    }
+
+    #[test]
+    fn nan_is_canonical_and_f32_widens() {
+        assert_eq!(bytes(&f64::NAN), bytes(&-f64::NAN));
+        assert_eq!(bytes(&1.5f32), bytes(&1.5f64));
+        assert_ne!(bytes(&0.0f64), bytes(&-0.0f64));
+    }
+}

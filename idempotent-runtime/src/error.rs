@@ -1,0 +1,284 @@
+//! What can go wrong around an idempotent call, as typed values.
+
+use std::fmt;
+use std::time::Duration;
+
+/// The error an `#[idempotent]` function returns, through its own error type, when the
+/// idempotency layer — not the function's body — decides the outcome of a call.
+///
+/// The attribute requires the function's error type `E` to implement `From<Error>`, so
+/// every variant reaches the caller as that `E`. Nothing here is ever a panic.
+///
+/// ```
+/// use idempotent_runtime::Error;
+///
+/// #[derive(Debug)]
+/// enum AppError {
+///     Conflict(String),
+///     Internal(String),
+/// }
+///
+/// impl From<Error> for AppError {
+///     fn from(err: Error) -> Self {
+///         match err {
+///             // A duplicate still in flight (wait expired), or a key reused with another payload.
+///             Error::InProgress { .. } | Error::PayloadMismatch { .. } => {
+///                 AppError::Conflict(err.to_string())
+///             }
+///             other => AppError::Internal(other.to_string()),
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// Another call with the same key was still running when this duplicate stopped
+    /// waiting for it (after the function's `wait`, at once with `wait = "0s"`).
+    /// HTTP services usually answer `409 Conflict`; retrying later is safe.
+    InProgress {
+        /// The function's key namespace.
+        namespace: String,
+        /// How long this call waited before giving up.
+        waited: Duration,
+    },
+    /// The client-supplied key (`key = ..`) was used before with different arguments.
+    /// HTTP services usually answer `422 Unprocessable Content`.
+    PayloadMismatch {
+        /// The function's key namespace.
+        namespace: String,
+    },
+    /// The client-supplied key (`key = ..`) is empty or longer than
+    /// [`MAX_CLIENT_KEY_LEN`](crate::MAX_CLIENT_KEY_LEN) bytes; the body did not run.
+    InvalidKey(InvalidKey),
+    /// This attempt's claim was taken over by another attempt after its lease lapsed (for
+    /// example the process was paused for longer than the lease). The body ran, but its
+    /// result was not stored: the record belongs to the attempt that took over, and a
+    /// retry replays that one.
+    LeaseLost {
+        /// The function's key namespace.
+        namespace: String,
+    },
+    /// The store failed: it could not be reached, timed out, or answered with an error.
+    Store(StoreError),
+    /// A result could not be encoded for storage, or a stored record could not be decoded
+    /// (the return type changed between deploys, or the bytes are corrupt).
+    Codec(CodecError),
+    /// [`set_default_store`](crate::set_default_store) was called after a default store
+    /// had already been installed or used.
+    DefaultStoreAlreadySet,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InProgress { namespace, waited } => write!(
+                f,
+                "a duplicate call of `{namespace}` is still in progress (waited {waited:?})"
+            ),
+            Error::PayloadMismatch { namespace } => write!(
+                f,
+                "the idempotency key of this `{namespace}` call was already used with different arguments"
+            ),
+            Error::InvalidKey(reason) => write!(f, "invalid idempotency key: {reason}"),
+            Error::LeaseLost { namespace } => write!(
+                f,
+                "the claim on this `{namespace}` call lapsed and another attempt took over; its result was not stored"
+            ),
+            Error::Store(err) => write!(f, "idempotency store failed: {err}"),
+            Error::Codec(err) => err.fmt(f),
+            Error::DefaultStoreAlreadySet => f.write_str(
+                "the default idempotency store was already installed or used; install it once, before the first call",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Store(err) => Some(err),
+            Error::Codec(err) => Some(err),
+            Error::InvalidKey(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(err: StoreError) -> Self {
+        Error::Store(err)
+    }
+}
+
+/// Why a client-supplied idempotency key was refused.
+///
+/// ```
+/// use idempotent_runtime::{InvalidKey, validate_client_key};
+///
+/// assert_eq!(validate_client_key(""), Err(InvalidKey::Empty));
+/// assert_eq!(validate_client_key(&"x".repeat(256)), Err(InvalidKey::TooLong { len: 256 }));
+/// assert_eq!(validate_client_key("order-7f3a"), Ok(()));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InvalidKey {
+    /// The key is the empty string.
+    Empty,
+    /// The key is longer than [`MAX_CLIENT_KEY_LEN`](crate::MAX_CLIENT_KEY_LEN) bytes.
+    TooLong {
+        /// The key's length in bytes.
+        len: usize,
+    },
+}
+
+impl fmt::Display for InvalidKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidKey::Empty => f.write_str("the key is empty"),
+            InvalidKey::TooLong { len } => write!(
+                f,
+                "the key is {len} bytes long; at most {} are allowed",
+                crate::MAX_CLIENT_KEY_LEN
+            ),
+        }
+    }
+}
+
+impl std::error::Error for InvalidKey {}
+
+/// A store's failure, as returned by [`Store`](crate::Store) methods.
+///
+/// ```
+/// use idempotent_runtime::StoreError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in 2s");
+/// let err = StoreError::backend(io);
+/// assert!(!err.is_lease_lost());
+/// assert_eq!(err.to_string(), "no answer in 2s");
+/// ```
+#[derive(Debug)]
+pub struct StoreError {
+    kind: StoreErrorKind,
+}
+
+#[derive(Debug)]
+enum StoreErrorKind {
+    LeaseLost,
+    Backend(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// The claim's token no longer owns the record: its lease lapsed and another attempt
+    /// claimed the key. Returned by [`Store::renew`](crate::Store::renew) and
+    /// [`Store::complete`](crate::Store::complete) to fence off the stale attempt.
+    #[must_use]
+    pub fn lease_lost() -> Self {
+        StoreError {
+            kind: StoreErrorKind::LeaseLost,
+        }
+    }
+
+    /// The backend failed (I/O, protocol, timeout, server error).
+    pub fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::Backend(err.into()),
+        }
+    }
+
+    /// Whether this is the fencing answer of [`StoreError::lease_lost`].
+    #[must_use]
+    pub fn is_lease_lost(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::LeaseLost)
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            StoreErrorKind::LeaseLost => {
+                f.write_str("the claim's lease was lost to another attempt")
+            }
+            StoreErrorKind::Backend(err) => err.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            StoreErrorKind::LeaseLost => None,
+            StoreErrorKind::Backend(err) => err.source(),
+        }
+    }
+}
+
+/// A result that could not be encoded, or a stored record that could not be decoded.
+#[derive(Debug)]
+pub struct CodecError {
+    namespace: String,
+    detail: CodecDetail,
+}
+
+#[derive(Debug)]
+pub(crate) enum CodecDetail {
+    /// An argument could not be encoded into the key.
+    Key(crate::key::KeyError),
+    /// `serde_json` refused the body's result (e.g. a map with non-string keys).
+    Encode(String),
+    /// The stored record holds the marker of a result that could not be encoded.
+    Unreplayable(String),
+    /// The stored bytes do not decode as the function's return type.
+    Decode(serde_json::Error),
+    /// The stored bytes carry a format version this build does not read.
+    Version(u8),
+}
+
+impl CodecError {
+    pub(crate) fn new(namespace: &str, detail: CodecDetail) -> Self {
+        CodecError {
+            namespace: namespace.to_owned(),
+            detail,
+        }
+    }
+
+    /// The namespace of the function whose record failed.
+    #[must_use]
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+}
+
+impl fmt::Display for CodecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = &self.namespace;
+        match &self.detail {
+            CodecDetail::Key(err) => write!(f, "no idempotency key for `{ns}`: {err}"),
+            CodecDetail::Encode(err) => {
+                write!(f, "the result of `{ns}` could not be encoded for storage: {err}")
+            }
+            CodecDetail::Unreplayable(err) => write!(
+                f,
+                "the first call of `{ns}` succeeded, but its result could not be stored, so it cannot be replayed: {err}"
+            ),
+            CodecDetail::Decode(err) => write!(
+                f,
+                "the stored result of `{ns}` does not decode as its return type (changed since it was stored?): {err}"
+            ),
+            CodecDetail::Version(v) => write!(
+                f,
+                "the stored result of `{ns}` has record format version {v}, which this build cannot read"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CodecError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.detail {
+            CodecDetail::Decode(err) => Some(err),
+            CodecDetail::Key(err) => Some(err),
+            _ => None,
+        }
+    }
+}

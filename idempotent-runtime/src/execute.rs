@@ -1,0 +1,290 @@
+//! One call of an `#[idempotent]` function: replay, wait, or claim and run the body.
+
+use crate::codec;
+use crate::error::{CodecDetail, CodecError, Error};
+use crate::key::{Fingerprint, Key, KeyHasher};
+use crate::options::{Options, LEASE_MARGIN};
+use crate::record::{Begin, Claim, Request};
+use crate::store::Store;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
+use tokio::time::Instant;
+
+/// The return types an `#[idempotent]` function can have: `Result<T, E>` where `T` can be
+/// stored and replayed and `E` can carry an [`Error`].
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the return type of an `#[idempotent]` function",
+    label = "expected `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotency::Error>`",
+    note = "only `Ok` values are stored and replayed, so `T` must serialize and deserialize; `E` receives the idempotency layer's own errors"
+)]
+pub trait IdempotentResult: Sized {
+    /// The stored type.
+    type Ok: Serialize + DeserializeOwned;
+    /// Splits off the value to store; a failure is returned as it is.
+    fn into_ok(self) -> Result<Self::Ok, Self>;
+    /// The result of a replay or a fresh success.
+    fn from_ok(value: Self::Ok) -> Self;
+    /// The result when the idempotency layer itself fails the call.
+    fn from_error(error: Error) -> Self;
+}
+
+impl<T: Serialize + DeserializeOwned, E: From<Error>> IdempotentResult for Result<T, E> {
+    type Ok = T;
+    fn into_ok(self) -> Result<T, Self> {
+        self.map_err(Err)
+    }
+    fn from_ok(value: T) -> Self {
+        Ok(value)
+    }
+    fn from_error(error: Error) -> Self {
+        Err(E::from(error))
+    }
+}
+
+/// The parameters that take part in the key must be serializable.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be part of an idempotency key",
+    label = "this argument is hashed into the key, so its type must implement `serde::Serialize`",
+    note = "derive or implement `Serialize` for it, or leave it out of the key with `skip(..)`"
+)]
+pub trait KeyArg: Serialize {}
+
+impl<T: Serialize + ?Sized> KeyArg for T {}
+
+/// A function's namespace and the key material of one call, gathered by generated code.
+#[derive(Debug)]
+pub struct Derivation {
+    namespace: &'static str,
+    key: KeyHasher,
+    fingerprint: Option<KeyHasher>,
+    invalid: Option<Error>,
+}
+
+impl Derivation {
+    /// Starts the key of a call of the function described by `options`, whose path is the
+    /// type name of a marker defined in its body (`site`).
+    #[must_use]
+    pub fn new(options: &Options, site: &'static str) -> Self {
+        let namespace = namespace(options, site);
+        Derivation {
+            namespace,
+            key: KeyHasher::new(namespace),
+            fingerprint: options
+                .client_key
+                .then(|| KeyHasher::fingerprint(namespace)),
+            invalid: None,
+        }
+    }
+
+    /// Adds a generic argument's type name, to key and fingerprint alike.
+    pub fn generic(&mut self, type_name: &str) {
+        self.key.generic(type_name);
+        if let Some(fingerprint) = &mut self.fingerprint {
+            fingerprint.generic(type_name);
+        }
+    }
+
+    /// Adds a parameter to the key.
+    pub fn key_arg<T: KeyArg + ?Sized>(&mut self, name: &str, value: &T) {
+        self.key.arg(name, value);
+    }
+
+    /// Adds a parameter to the payload fingerprint.
+    pub fn payload_arg<T: KeyArg + ?Sized>(&mut self, name: &str, value: &T) {
+        if let Some(fingerprint) = &mut self.fingerprint {
+            fingerprint.arg(name, value);
+        }
+    }
+
+    /// Adds the client-supplied key.
+    pub fn client_key<K: AsRef<str> + ?Sized>(&mut self, key: &K) {
+        if let Err(err) = self.key.client_key(key.as_ref()) {
+            self.invalid = Some(Error::InvalidKey(err));
+        }
+    }
+
+    fn finish(self) -> Result<(&'static str, Key, Fingerprint), Error> {
+        let namespace = self.namespace;
+        if let Some(err) = self.invalid {
+            return Err(err);
+        }
+        let codec = |err| Error::Codec(CodecError::new(namespace, CodecDetail::Key(err)));
+        let key = self.key.finish().map_err(codec)?;
+        let fingerprint = match &self.fingerprint {
+            Some(hasher) => hasher.finish_fingerprint().map_err(codec)?,
+            None => Fingerprint::NONE,
+        };
+        Ok((namespace, key, fingerprint))
+    }
+}
+
+/// The namespace of a function: its `name`, or its path: the path of a marker type
+/// declared in its body, less the marker and the `{{closure}}` segment that stands for
+/// the body of an `async fn`.
+fn namespace(options: &Options, site: &'static str) -> &'static str {
+    options.name.unwrap_or_else(|| {
+        let path = site.strip_suffix("::__IdempotentSite").unwrap_or(site);
+        path.strip_suffix("::{{closure}}").unwrap_or(path)
+    })
+}
+
+/// Runs one call: replays a completed record, waits for an attempt in flight, or claims
+/// the key and runs `body` under the claim.
+pub async fn execute<R, S, F>(store: &S, options: &Options, derivation: Derivation, body: F) -> R
+where
+    R: IdempotentResult,
+    S: Store + ?Sized,
+    F: Future<Output = R>,
+{
+    let (namespace, key, fingerprint) = match derivation.finish() {
+        Ok(parts) => parts,
+        Err(err) => return R::from_error(err),
+    };
+    let request = Request {
+        key,
+        fingerprint,
+        lease: options.lease,
+    };
+    let mismatch = || {
+        R::from_error(Error::PayloadMismatch {
+            namespace: namespace.to_owned(),
+        })
+    };
+    let mut started = None;
+    loop {
+        let begin = match store.begin(&request).await {
+            Ok(begin) => begin,
+            Err(err) => return R::from_error(Error::Store(err)),
+        };
+        match begin {
+            Begin::Completed(record) if record.fingerprint != fingerprint => return mismatch(),
+            Begin::Completed(record) => {
+                return match codec::decode(&record.value) {
+                    Ok(value) => R::from_ok(value),
+                    Err(detail) => R::from_error(Error::Codec(CodecError::new(namespace, detail))),
+                };
+            }
+            Begin::InProgress(flight) if flight.fingerprint != fingerprint => return mismatch(),
+            Begin::InProgress(flight) => {
+                let now = Instant::now();
+                let since = *started.get_or_insert(now);
+                let deadline = since + options.wait;
+                if now >= deadline {
+                    return R::from_error(Error::InProgress {
+                        namespace: namespace.to_owned(),
+                        waited: now - since,
+                    });
+                }
+                // Woken by the holder's completion or release; the lease bounds the wait
+                // on a holder that died, which sends no notice.
+                let recheck = deadline.min(now + flight.lease_remaining + LEASE_MARGIN);
+                let _ = tokio::time::timeout_at(recheck, flight.changed).await;
+            }
+            Begin::Claimed(claim) => {
+                return run_claimed(store, options, namespace, claim, body).await
+            }
+        }
+    }
+}
+
+/// Releases the claim if the call is dropped (cancelled) or its body panics.
+struct AbandonGuard<'a, S: Store + ?Sized> {
+    store: &'a S,
+    claim: Option<Claim>,
+}
+
+impl<S: Store + ?Sized> AbandonGuard<'_, S> {
+    fn claim(&self) -> &Claim {
+        self.claim
+            .as_ref()
+            .expect("the claim is held until disarmed")
+    }
+
+    fn disarm(&mut self) {
+        self.claim = None;
+    }
+}
+
+impl<S: Store + ?Sized> Drop for AbandonGuard<'_, S> {
+    fn drop(&mut self) {
+        if let Some(claim) = self.claim.take() {
+            self.store.abandon(claim);
+        }
+    }
+}
+
+async fn run_claimed<R, S, F>(
+    store: &S,
+    options: &Options,
+    namespace: &str,
+    claim: Claim,
+    body: F,
+) -> R
+where
+    R: IdempotentResult,
+    S: Store + ?Sized,
+    F: Future<Output = R>,
+{
+    let mut guard = AbandonGuard {
+        store,
+        claim: Some(claim),
+    };
+    let output = with_renewal(store, guard.claim(), body).await;
+    match output.into_ok() {
+        Ok(value) => {
+            let (bytes, _unencodable) = codec::encode(&value);
+            let completed = store.complete(guard.claim(), &bytes, options.ttl).await;
+            guard.disarm();
+            match completed {
+                Err(err) if err.is_lease_lost() => R::from_error(Error::LeaseLost {
+                    namespace: namespace.to_owned(),
+                }),
+                // The body ran and succeeded: its caller gets the value even if the store
+                // could not record it. The claim is not released, so duplicates wait for its
+                // lease to lapse rather than run the body again at once.
+                Ok(()) | Err(_) => R::from_ok(value),
+            }
+        }
+        Err(failure) => {
+            // Nothing is stored: the next caller runs the body. If the release fails, the
+            // lease frees the key instead.
+            let _ = store.release(guard.claim()).await;
+            guard.disarm();
+            failure
+        }
+    }
+}
+
+/// Polls `body` and, while it runs, renews the claim at a third of its lease so that a
+/// slow body keeps its claim for as long as its process lives.
+async fn with_renewal<S, F>(store: &S, claim: &Claim, body: F) -> F::Output
+where
+    S: Store + ?Sized,
+    F: Future,
+{
+    let mut body = pin!(body);
+    let mut renewal = pin!(async {
+        let interval = claim.lease() / 3;
+        loop {
+            tokio::time::sleep(interval).await;
+            match store.renew(claim).await {
+                // Fenced off: the completion will be refused too; let the body finish.
+                Err(err) if err.is_lease_lost() => break,
+                // A store hiccup: the next renewal may succeed, well within the lease.
+                Ok(()) | Err(_) => {}
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = body.as_mut().poll(cx) {
+            return Poll::Ready(output);
+        }
+        let _ = renewal.as_mut().poll(cx);
+        Poll::Pending
+    })
+    .await
+}

@@ -1,0 +1,50 @@
+//! The runtime behind [`idempotency`](https://docs.rs/idempotency): keys, records, the
+//! [`Store`] trait, the embedded [`MemoryStore`] and the [`Error`] type.
+//!
+//! Applications depend on the `idempotency` crate, which re-exports everything here
+//! together with the `#[idempotent]` attribute. Depend on this crate directly only to
+//! implement a [`Store`].
+//!
+//! # How a call runs
+//!
+//! 1. The arguments (less `skip(..)`) hash into a [`Key`] (see [`key`]).
+//! 2. [`Store::begin`] looks the key up and, atomically, claims it if it is vacant.
+//!    - **Completed**: the stored result is decoded and returned (a replay).
+//!    - **In progress**: the call waits to be notified of the holder's completion or
+//!      release, at most the function's `wait`, then looks again.
+//!    - **Claimed**: the body runs, renewing the claim's lease at a third of its length.
+//!      `Ok` is encoded and stored with [`Store::complete`]; `Err` is returned and
+//!      [`Store::release`] frees the key at once; a panic or cancellation calls
+//!      [`Store::abandon`].
+//!
+//! The [`key`] module specifies how keys are derived, byte for byte.
+#![warn(missing_docs)]
+
+mod codec;
+mod encoding;
+mod error;
+mod execute;
+pub mod key;
+mod memory;
+mod options;
+mod outcome;
+pub mod record;
+mod store;
+
+pub use error::{CodecError, Error, InvalidKey, StoreError};
+pub use key::{validate_client_key, Fingerprint, Key, KeyError, KeyHasher, MAX_CLIENT_KEY_LEN};
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use outcome::Outcome;
+pub use record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
+pub use store::{default_store, set_default_store, DefaultStore, Store};
+
+/// Support for the code `#[idempotent]` generates. Not a stable API: it changes without
+/// notice between any two releases.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::execute::{execute, Derivation, IdempotentResult, KeyArg};
+    pub use crate::options::Options;
+    pub use crate::store::default_store;
+    pub use core::any::{type_name, type_name_of_val};
+    pub use core::time::Duration;
+}

@@ -1,0 +1,30 @@
+//! What the attribute's options become at run time.
+
+use std::time::Duration;
+
+/// A function's settings, written by `#[idempotent(..)]` into a `static`.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `name = ".."`, or `None` for the namespace derived from the function's path.
+    pub name: Option<&'static str>,
+    /// How long a completed result is kept.
+    pub ttl: Duration,
+    /// How long a duplicate waits for an attempt in flight.
+    pub wait: Duration,
+    /// The claim's lease; `None` is the store's default.
+    pub lease: Option<Duration>,
+    /// Whether the key is client-supplied (`key = ..`), so a fingerprint is kept.
+    pub client_key: bool,
+}
+
+impl Options {
+    /// The default `ttl`: 24 hours, the usual retention of idempotency keys.
+    pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+    /// The default `wait`: 30 seconds, the usual timeout of an HTTP client.
+    pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+}
+
+/// Extra time a waiter gives a holder past the end of its lease before looking again, so
+/// that a renewal in flight is not mistaken for a dead holder.
+pub(crate) const LEASE_MARGIN: Duration = Duration::from_millis(25);
