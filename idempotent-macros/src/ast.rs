@@ -78,14 +78,3 @@ impl Function {
             .filter(|p| !matches!(p, GenericParam::Lifetime(_)))
     }
 }
-
-/// Whether a parameter's type is `impl Trait` (an anonymous generic), possibly behind a
-/// reference.
-pub(crate) fn is_impl_trait(ty: &Type) -> bool {
-    match ty {
-        Type::ImplTrait(_) => true,
-        Type::Reference(reference) => is_impl_trait(&reference.elem),
-        Type::Paren(paren) => is_impl_trait(&paren.elem),
-        _ => false,
-    }
-}

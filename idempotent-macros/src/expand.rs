@@ -1,7 +1,7 @@
 //! Code generation: the function keeps its signature; its body becomes a call of the
 //! runtime's `execute` with the key material and the original body as a future.
 
-use crate::ast::{is_impl_trait, Function, Param};
+use crate::ast::{Function, Param};
 use crate::attr::Attr;
 use crate::valid::{self, Plan};
 use proc_macro2::{Span, TokenStream};
@@ -87,13 +87,6 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 generics.push(quote!(#derivation.key_arg(#label, &#ident);));
             }
             GenericParam::Lifetime(_) => {}
-        }
-    }
-    for param in &function.params {
-        if let Param::Named { ident, ty, .. } = param {
-            if is_impl_trait(ty) {
-                generics.push(quote!(#derivation.generic(#private::type_name_of_val(&#ident));));
-            }
         }
     }
     if attr.name.is_none() && function.has_receiver() {

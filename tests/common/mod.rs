@@ -1,0 +1,132 @@
+//! What the behaviour tests share: an application error type and a store that counts.
+
+#![allow(dead_code, reason = "each test binary uses a different part")]
+
+use idempotency::{Begin, Claim, MemoryStore, Request, Store, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// An application's error type, as the attribute requires: it can carry the
+/// idempotency layer's errors.
+#[derive(Debug)]
+pub enum AppError {
+    Idempotency(idempotency::Error),
+    Body(&'static str),
+}
+
+impl From<idempotency::Error> for AppError {
+    fn from(err: idempotency::Error) -> Self {
+        AppError::Idempotency(err)
+    }
+}
+
+impl AppError {
+    pub fn idempotency(self) -> idempotency::Error {
+        match self {
+            AppError::Idempotency(err) => err,
+            AppError::Body(msg) => panic!("expected an idempotency error, got the body's {msg:?}"),
+        }
+    }
+}
+
+/// A [`MemoryStore`] that counts what callers do and signals when they find a record in
+/// progress, so tests synchronise on real events instead of sleeping.
+#[derive(Default)]
+pub struct Probe {
+    pub inner: MemoryStore,
+    begins: AtomicUsize,
+    claims: AtomicUsize,
+    busy: AtomicUsize,
+    completes: AtomicUsize,
+    releases: AtomicUsize,
+    changed: Notify,
+    keys: Mutex<Vec<Request>>,
+}
+
+impl Probe {
+    pub fn begins(&self) -> usize {
+        self.begins.load(Ordering::SeqCst)
+    }
+    pub fn claims(&self) -> usize {
+        self.claims.load(Ordering::SeqCst)
+    }
+    pub fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+    pub fn completes(&self) -> usize {
+        self.completes.load(Ordering::SeqCst)
+    }
+    pub fn releases(&self) -> usize {
+        self.releases.load(Ordering::SeqCst)
+    }
+    /// Every request seen, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.keys.lock().unwrap().clone()
+    }
+
+    /// Resolves once at least `n` callers have been told the record is in progress.
+    pub async fn until_busy(&self, n: usize) {
+        loop {
+            let changed = self.changed.notified();
+            if self.busy() >= n {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl Store for Probe {
+    async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
+        self.begins.fetch_add(1, Ordering::SeqCst);
+        self.keys.lock().unwrap().push(*request);
+        let begin = self.inner.begin(request).await?;
+        match &begin {
+            Begin::Claimed(_) => self.claims.fetch_add(1, Ordering::SeqCst),
+            Begin::InProgress(_) => self.busy.fetch_add(1, Ordering::SeqCst),
+            Begin::Completed(_) => 0,
+        };
+        self.changed.notify_waiters();
+        Ok(begin)
+    }
+    async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
+        self.inner.renew(claim).await
+    }
+    async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.completes.fetch_add(1, Ordering::SeqCst);
+        self.inner.complete(claim, value, ttl).await
+    }
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(claim).await
+    }
+    fn abandon(&self, claim: Claim) {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.abandon(claim);
+    }
+}
+
+/// A one-shot gate a body waits on until the test opens it.
+#[derive(Default)]
+pub struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    notify: Notify,
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+    pub async fn wait(&self) {
+        loop {
+            let opened = self.notify.notified();
+            if self.open.load(Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! TTLs: results expire, expired records are reclaimed, and idle keys leave no lock state.
+
+mod common;
+
+use common::AppError;
+use idempotency::{idempotent, MemoryStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::LazyLock;
+use std::time::Duration;
+use tokio::time::advance;
+
+#[tokio::test(start_paused = true)]
+async fn after_the_ttl_the_body_runs_again() {
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(ttl = "1s", store = &*STORE)]
+    async fn quote(sku: &str) -> Result<usize, AppError> {
+        let _ = sku;
+        Ok(RUNS.fetch_add(1, Ordering::SeqCst))
+    }
+
+    assert_eq!(quote("a").await.unwrap(), 0);
+    advance(Duration::from_millis(999)).await;
+    assert_eq!(quote("a").await.unwrap(), 0);
+    advance(Duration::from_millis(1)).await;
+    assert_eq!(quote("a").await.unwrap(), 1, "the record expires after exactly its TTL");
+    assert_eq!(quote("a").await.unwrap(), 1);
+    assert_eq!(STORE.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn expired_records_are_reclaimed_under_unique_keys() {
+    const WINDOWS: u64 = 100;
+    const PER_WINDOW: u64 = 1_000;
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    #[idempotent(ttl = "1s", store = &*STORE)]
+    async fn track(event: u64) -> Result<u64, AppError> {
+        Ok(event)
+    }
+
+    let mut peak = 0;
+    for window in 0..WINDOWS {
+        for i in 0..PER_WINDOW {
+            track(window * PER_WINDOW + i).await.unwrap();
+        }
+        peak = peak.max(STORE.len());
+        advance(Duration::from_secs(1)).await;
+    }
+    // 100,000 records were written; at most one window's worth is live at a time, and a
+    // shard is swept whenever it doubles, so the store stays within a small multiple of it.
+    assert!(peak <= 4 * PER_WINDOW as usize + 64 * 64, "peak {peak}");
+    assert!(STORE.len() < 10_000);
+    STORE.purge_expired();
+    assert_eq!(STORE.len(), 0);
+    assert_eq!(STORE.in_flight(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keys_keep_no_lock_state() {
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(store = &*STORE)]
+    async fn work(id: u64, fail: bool) -> Result<u64, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        if fail {
+            return Err(AppError::Body("failed"));
+        }
+        Ok(id)
+    }
+
+    let calls: Vec<_> = (0..200).map(|i| tokio::spawn(work(i % 10, i % 20 >= 10))).collect();
+    for call in calls {
+        let _ = call.await.unwrap();
+    }
+    assert_eq!(STORE.in_flight(), 0);
+    // Only the ten successful keys hold a record; failed ones left nothing behind.
+    assert_eq!(STORE.len(), 10);
+}
