@@ -37,6 +37,80 @@
 //! ```
 #![warn(missing_docs)]
 
+/// Makes an `async fn` idempotent: duplicates of a call, sequential or parallel, run its
+/// body once and all receive that run's result.
+///
+/// ```
+/// # use idempotency::idempotent;
+/// # #[derive(serde::Serialize, serde::Deserialize)] struct Order { id: u64 }
+/// # #[derive(Debug)] struct AppError;
+/// # impl From<idempotency::Error> for AppError { fn from(_: idempotency::Error) -> Self { AppError } }
+/// #[idempotent(ttl = "24h")]
+/// async fn create_order(customer: u64, sku: String, qty: u32) -> Result<Order, AppError> {
+///     # let _ = (sku, qty);
+///     Ok(Order { id: customer })
+/// }
+/// ```
+///
+/// The function must be an `async fn` returning `Result<T, E>` (an alias such as
+/// `AppResult<T>` works) where `T: Serialize + DeserializeOwned` and
+/// `E: From<idempotency::Error>`. Its signature is kept; its body is rewritten to:
+///
+/// 1. hash its arguments into a [`Key`], before the body can change them;
+/// 2. replay the stored result if the key's record is completed;
+/// 3. otherwise wait (up to `wait`) while another call holds the key, being woken when it
+///    finishes, not polling;
+/// 4. otherwise claim the key, run the body, store `Ok` for `ttl` and return it. An `Err`
+///    is returned and nothing is stored, so the next caller runs the body at once. A panic
+///    or a cancellation (the future dropped) frees the key at once too.
+///
+/// # Options
+///
+/// All optional, in any order. Mistakes are compile errors on the offending tokens.
+///
+/// | option | meaning | default |
+/// |---|---|---|
+/// | `ttl = "24h"` | how long a completed result is kept: `"500ms"`, `"30s"`, `"15m"`, `"24h"`, `"2d"`, `"1h30m"` | `"24h"` |
+/// | `wait = "30s"` | how long a duplicate waits for a call in flight before [`Error::InProgress`]; `"0s"` fails fast (HTTP 409) | `"30s"` |
+/// | `lease = "30s"` | how long a claim survives a holder that died; a running body renews it | the store's (30 s for [`MemoryStore`]) |
+/// | `skip(a, b)` | parameters left out of the key (they need not be `Serialize`); a method must list `self` | none |
+/// | `key = param` | a client-supplied idempotency key (`String`, `&str`, any `AsRef<str>`, 1 to 255 bytes); the other parameters form a payload fingerprint, and reusing the key with another payload is [`Error::PayloadMismatch`] | the key is derived from all parameters |
+/// | `scope(a, ..)` | with `key`: parameters (tenant, user) that partition the key space | none |
+/// | `name = "orders.create"` | the key namespace; keeps keys stable across renames and moves | the function's path |
+/// | `store = expr` | the [`Store`] for this function, evaluated per call (`&S`, `Arc<S>` or `S`) | [`default_store()`] |
+///
+/// # Keys and namespaces
+///
+/// Records are keyed by namespace and arguments (see [`key`] for the exact encoding).
+/// Parameters enter by name, sorted, so reordering parameters keeps keys and renaming one
+/// changes them. Map arguments give the same key whatever their iteration order. Sets
+/// serialize as sequences, so a `HashSet` argument should be a `BTreeSet` (or sorted
+/// first).
+///
+/// The default namespace is the function's path (`my_app::orders::create_order`, or
+/// `my_app::orders::Orders::create` for an associated function), as
+/// [`core::any::type_name`] reports it: renaming or moving the function, or a compiler
+/// release that prints paths differently, changes it, so production handlers should set
+/// `name`. Each instantiation of a generic function has its own records: the type names
+/// of its generic arguments are part of the key, `name` or not.
+///
+/// # Fresh or replayed
+///
+/// Return `Result<Outcome<T>, E>` to learn whether a call ran the body or replayed a
+/// stored result, without a second lookup (see [`Outcome`]).
+///
+/// # Client-supplied keys
+///
+/// ```
+/// # use idempotency::idempotent;
+/// # #[derive(Debug)] struct AppError;
+/// # impl From<idempotency::Error> for AppError { fn from(_: idempotency::Error) -> Self { AppError } }
+/// #[idempotent(key = idempotency_key, scope(tenant), skip(request_id), wait = "0s")]
+/// async fn charge(idempotency_key: String, tenant: u64, amount: u64, request_id: u128) -> Result<u64, AppError> {
+///     # let _ = (tenant, request_id);
+///     Ok(amount)
+/// }
+/// ```
 #[doc(inline)]
 pub use idempotent_macros::idempotent;
 
@@ -47,6 +121,10 @@ pub use idempotent_runtime::{
     MemoryStore, MemoryStoreBuilder, Notification, Outcome, Request, Store, StoreError, Token,
     MAX_CLIENT_KEY_LEN,
 };
+
+#[cfg(feature = "conformance")]
+#[doc(inline)]
+pub use idempotent_runtime::conformance;
 
 #[doc(hidden)]
 pub use idempotent_runtime::__private;

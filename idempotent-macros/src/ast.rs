@@ -2,14 +2,13 @@
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type};
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat};
 
 /// One parameter of the function.
 pub(crate) enum Param {
     /// `name: Type` (with or without `mut`).
     Named {
         ident: Ident,
-        ty: Box<Type>,
         tokens: TokenStream,
     },
     /// `self`, `&self`, `&mut self`, `self: Arc<Self>`.
@@ -49,7 +48,6 @@ impl Function {
                     Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
                         Param::Named {
                             ident: pat.ident.clone(),
-                            ty: typed.ty.clone(),
                             tokens: typed.to_token_stream(),
                         }
                     }

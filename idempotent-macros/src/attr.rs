@@ -55,7 +55,10 @@ fn duration(lit: &LitStr, option: &str, zero_ok: bool, errors: &mut Errors) -> D
     let text = lit.value();
     match humantime::parse_duration(text.trim()) {
         Ok(value) if value.is_zero() && !zero_ok => {
-            errors.spanned(lit, format!("`{option}` must be longer than zero"));
+            errors.spanned(
+                lit,
+                format!("`{option}` must be longer than zero; write {DURATION_FORMS}"),
+            );
             value
         }
         Ok(value) => value,

@@ -58,7 +58,9 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         block,
     } = &function.item;
     let private = quote!(::idempotency::__private);
-    let derivation = Ident::new("derivation", Span::mixed_site());
+    // Hygiene keeps the user's variables apart, but a `let` pattern still resolves unit
+    // structs and consts of the user's crate by name: hence the unlikely name.
+    let derivation = Ident::new("__idempotent_derivation", Span::mixed_site());
 
     let name = match &attr.name {
         Some(name) => quote!(::core::option::Option::Some(#name)),
@@ -94,29 +96,34 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         generics.push(quote!(#derivation.generic(#private::type_name::<Self>());));
     }
 
-    // Spanned on each parameter, so a missing `Serialize` is reported under it.
-    let span_of = |ident: &syn::Ident| {
+    // Each call is spanned on its parameter, path included, so that a missing `Serialize`
+    // is reported under the parameter alone. The argument is the parameter's own ident, not
+    // the one written in the attribute, or the error would stretch from one to the other.
+    let param_of = |ident: &Ident| {
         function
             .params
             .iter()
             .find_map(|p| match p {
                 Param::Named {
                     ident: i, tokens, ..
-                } if i == ident => Some(tokens.span()),
+                } if i == ident => Some((i.clone(), tokens.span())),
                 _ => None,
             })
-            .unwrap_or_else(|| ident.span())
+            .unwrap_or_else(|| (ident.clone(), ident.span()))
     };
     let key_args = plan.key_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
-        quote_spanned!(span_of(ident)=> #private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
+        let (ident, span) = param_of(ident);
+        quote_spanned!(span=> ::idempotency::__private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
     });
     let payload_args = plan.payload_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
-        quote_spanned!(span_of(ident)=> #private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
+        let (ident, span) = param_of(ident);
+        quote_spanned!(span=> ::idempotency::__private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
     });
     let client_key_arg = plan.client_key.iter().map(|ident| {
-        quote_spanned!(span_of(ident)=> #private::Derivation::client_key(&mut #derivation, &#ident);)
+        let (ident, span) = param_of(ident);
+        quote_spanned!(span=> ::idempotency::__private::Derivation::client_key(&mut #derivation, &#ident);)
     });
 
     let store = match &attr.store {
@@ -128,26 +135,40 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
         ReturnType::Default => quote!(()),
     };
-    let ret_span = sig.output.span();
-    let fake_return = Ident::new("fake_return", Span::mixed_site());
+    // The first token of the return type: every token of the call below carries it, so
+    // that a return type the runtime cannot handle is reported there, once.
+    let ret_span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
     // Fixes the async block's output to the declared return type, so that `?` and
-    // inference inside the body behave as in the original function.
+    // inference inside the body behave as in the original function. No `let`: a binding
+    // would clash with a unit struct of the same name in the user's crate.
     let anchor = quote! {
         #[allow(
             unknown_lints,
             unreachable_code,
             clippy::diverging_sub_expression,
             clippy::empty_loop,
-            clippy::let_unit_value,
             clippy::needless_return,
             clippy::unreachable
         )]
         if false {
-            let #fake_return: #ret = loop {};
-            return #fake_return;
+            return ::core::convert::identity::<#ret>(loop {});
         }
     };
-    let execute = quote_spanned!(ret_span=> #private::execute::<#ret, _, _>);
+    // No turbofish: the result type is inferred from the function's return type, so that
+    // no second copy of the same error points at the type itself.
+    let body = Ident::new("__idempotent_body", Span::mixed_site());
+    let execute = quote_spanned! {ret_span=>
+        ::idempotency::__private::execute(
+            #store,
+            &__IDEMPOTENT_OPTIONS,
+            #derivation,
+            #body,
+        )
+        .await
+    };
 
     quote! {
         #(#attrs)*
@@ -168,11 +189,11 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             #(#key_args)*
             #(#client_key_arg)*
             #(#payload_args)*
-            #execute(#store, &__IDEMPOTENT_OPTIONS, #derivation, async move {
+            let #body = async move {
                 #anchor
                 #block
-            })
-            .await
+            };
+            #execute
         }
     }
 }

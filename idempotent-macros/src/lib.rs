@@ -1,9 +1,9 @@
 //! The `#[idempotent]` attribute. Depend on the `idempotency` crate, which re-exports it
 //! with its documentation and the runtime the generated code calls.
 //!
-//! The work happens on `proc_macro2` tokens in four steps, one file each: [`attr`] parses
-//! the options, [`ast`] gives a typed view of the function, [`valid`] checks both and
-//! plans the key, [`expand`] writes the code.
+//! The work happens on `proc_macro2` tokens in four steps, one file each: `attr.rs` parses
+//! the options, `ast.rs` gives a typed view of the function, `valid.rs` checks both and
+//! plans the key, `expand.rs` writes the code.
 
 mod ast;
 mod attr;

@@ -30,7 +30,7 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
     if let ReturnType::Default = sig.output {
         errors.spanned(
             &sig.ident,
-            "an `#[idempotent]` function must return `Result<T, E>`: only `Ok` results are stored and replayed",
+            "an `#[idempotent]` function must return `Result<T, E>`: only `Ok` results are stored and replayed; return `Result<(), E>` if there is no value to replay",
         );
     }
 
@@ -73,7 +73,6 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         }
     }
     let client_key = attr.key.as_ref().filter(|ident| known(ident, "key"));
-    drop(known);
 
     for list in [&attr.skip, &attr.scope].into_iter().flatten() {
         let mut seen = Vec::new();

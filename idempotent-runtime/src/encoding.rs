@@ -418,7 +418,7 @@ mod tests {
         assert_eq!(bytes(&7i128), bytes(&7u16));
         assert_eq!(bytes(&-7i8), bytes(&-7i64));
         assert_ne!(bytes(&-1i64), bytes(&u64::MAX));
-        assert_eq!(bytes(&u128::from(u64::MAX) + 1)[0], b'U');
+        assert_eq!(bytes(&(u128::from(u64::MAX) + 1))[0], b'U');
         assert_eq!(bytes(&(i128::from(i64::MIN) - 1))[0], b'I');
     }
 

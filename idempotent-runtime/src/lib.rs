@@ -21,6 +21,8 @@
 #![warn(missing_docs)]
 
 mod codec;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod encoding;
 mod error;
 mod execute;

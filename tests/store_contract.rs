@@ -1,0 +1,28 @@
+//! The embedded store passes the conformance suite every store must pass, through the
+//! `Store` trait alone, directly and behind the process-wide default store's dispatch.
+
+use idempotency::conformance::{self, Settings};
+use idempotency::MemoryStore;
+use std::sync::Arc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_conforms() {
+    conformance::check_all(&MemoryStore::new(), &Settings::default()).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_store_conforms_on_a_current_thread_runtime() {
+    conformance::check_all(&MemoryStore::new(), &Settings::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_pointers_to_a_store_conform() {
+    let store = Arc::new(MemoryStore::new());
+    conformance::check_all(&store, &Settings::default()).await;
+    conformance::check_all(&Box::new(MemoryStore::new()), &Settings::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_store_conforms() {
+    conformance::check_all(idempotency::default_store(), &Settings::default()).await;
+}
