@@ -90,6 +90,7 @@ fn fingerprint(byte: u8) -> Fingerprint {
 
 fn request(key: Key, fingerprint: Fingerprint, lease: Duration) -> Request {
     Request {
+        namespace: "idempotency.conformance",
         key,
         fingerprint,
         lease: Some(lease),
@@ -131,14 +132,23 @@ pub async fn claim_is_exclusive<S: Store>(store: &S, settings: &Settings) {
     let key = fresh_key(RULE);
     let racers = (0..settings.racers).map(|i| {
         let fp = fingerprint(u8::try_from(i % 200).unwrap_or(0) + 1);
-        async move { (fp, store.begin(&request(key, fp, settings.long_lease)).await) }
+        async move {
+            (
+                fp,
+                store.begin(&request(key, fp, settings.long_lease)).await,
+            )
+        }
     });
     let results = futures_join_all(racers).await;
     let mut claims = Vec::new();
     for (fp, result) in &results {
         match result {
             Ok(Begin::Claimed(claim)) => {
-                assert_eq!(claim.fingerprint(), *fp, "{RULE}: a claim keeps its fingerprint");
+                assert_eq!(
+                    claim.fingerprint(),
+                    *fp,
+                    "{RULE}: a claim keeps its fingerprint"
+                );
                 claims.push(claim.clone());
             }
             Ok(Begin::InProgress(_)) => {}
@@ -146,11 +156,23 @@ pub async fn claim_is_exclusive<S: Store>(store: &S, settings: &Settings) {
             Err(err) => panic!("{RULE}: begin failed: {err}"),
         }
     }
-    assert_eq!(claims.len(), 1, "{RULE}: exactly one of {} racers claims", settings.racers);
+    assert_eq!(
+        claims.len(),
+        1,
+        "{RULE}: exactly one of {} racers claims",
+        settings.racers
+    );
     for (_, result) in &results {
         if let Ok(Begin::InProgress(flight)) = result {
-            assert_eq!(flight.fingerprint, claims[0].fingerprint(), "{RULE}: waiters see the claimant's fingerprint");
-            assert!(flight.lease_remaining <= settings.long_lease, "{RULE}: lease_remaining within the lease");
+            assert_eq!(
+                flight.fingerprint,
+                claims[0].fingerprint(),
+                "{RULE}: waiters see the claimant's fingerprint"
+            );
+            assert!(
+                flight.lease_remaining <= settings.long_lease,
+                "{RULE}: lease_remaining within the lease"
+            );
         }
     }
     release(store, &claims[0], RULE).await;
@@ -172,8 +194,18 @@ async fn complete<S: Store>(store: &S, claim: &Claim, value: &[u8], ttl: Duratio
 pub async fn keys_are_independent<S: Store>(store: &S, settings: &Settings) {
     const RULE: &str = "keys_are_independent";
     let (a, b) = (fresh_key(RULE), fresh_key(RULE));
-    let held = claim(store, &request(a, Fingerprint::NONE, settings.long_lease), RULE).await;
-    let other = claim(store, &request(b, Fingerprint::NONE, settings.long_lease), RULE).await;
+    let held = claim(
+        store,
+        &request(a, Fingerprint::NONE, settings.long_lease),
+        RULE,
+    )
+    .await;
+    let other = claim(
+        store,
+        &request(b, Fingerprint::NONE, settings.long_lease),
+        RULE,
+    )
+    .await;
     assert_ne!(held.key(), other.key());
     release(store, &held, RULE).await;
     release(store, &other, RULE).await;
@@ -183,19 +215,40 @@ pub async fn keys_are_independent<S: Store>(store: &S, settings: &Settings) {
 /// including empty values.
 pub async fn completed_records_replay_byte_for_byte<S: Store>(store: &S, settings: &Settings) {
     const RULE: &str = "completed_records_replay_byte_for_byte";
-    for value in [&b""[..], b"\x01J0", &[0u8, 255, 10, 13, 0][..], &[7u8; 70_000][..]] {
+    for value in [
+        &b""[..],
+        b"\x01J0",
+        &[0u8, 255, 10, 13, 0][..],
+        &[7u8; 70_000][..],
+    ] {
         let key = fresh_key(RULE);
         let req = request(key, fingerprint(9), settings.long_lease);
         let held = claim(store, &req, RULE).await;
         complete(store, &held, value, Duration::from_secs(60), RULE).await;
         for _ in 0..2 {
             let record = completed(store, &req, RULE).await;
-            assert_eq!(&*record.value, value, "{RULE}: the stored bytes come back unchanged");
-            assert_eq!(record.fingerprint, fingerprint(9), "{RULE}: the record keeps its fingerprint");
+            assert_eq!(
+                &*record.value, value,
+                "{RULE}: the stored bytes come back unchanged"
+            );
+            assert_eq!(
+                record.fingerprint,
+                fingerprint(9),
+                "{RULE}: the record keeps its fingerprint"
+            );
         }
         // A caller with another fingerprint is told the record's, to refuse the mismatch.
-        let other = completed(store, &request(key, fingerprint(3), settings.long_lease), RULE).await;
-        assert_eq!(other.fingerprint, fingerprint(9), "{RULE}: fingerprints are reported, not matched");
+        let other = completed(
+            store,
+            &request(key, fingerprint(3), settings.long_lease),
+            RULE,
+        )
+        .await;
+        assert_eq!(
+            other.fingerprint,
+            fingerprint(9),
+            "{RULE}: fingerprints are reported, not matched"
+        );
     }
 }
 
@@ -207,9 +260,18 @@ pub async fn release_frees_the_key_at_once<S: Store>(store: &S, settings: &Setti
     let first = claim(store, &req, RULE).await;
     release(store, &first, RULE).await;
     let second = claim(store, &req, RULE).await;
-    assert_ne!(first.token(), second.token(), "{RULE}: every claim gets a new token");
+    assert_ne!(
+        first.token(),
+        second.token(),
+        "{RULE}: every claim gets a new token"
+    );
     release(store, &first, RULE).await;
-    let _ = in_flight(store, &req, "a stale release must not free the current claim").await;
+    let _ = in_flight(
+        store,
+        &req,
+        "a stale release must not free the current claim",
+    )
+    .await;
     release(store, &second, RULE).await;
 }
 
@@ -220,7 +282,10 @@ pub async fn abandon_frees_the_key_promptly<S: Store>(store: &S, settings: &Sett
     let held = claim(store, &req, RULE).await;
     let flight = in_flight(store, &req, RULE).await;
     store.abandon(held);
-    if timeout(settings.notify_within, flight.changed).await.is_err() {
+    if timeout(settings.notify_within, flight.changed)
+        .await
+        .is_err()
+    {
         panic!("{RULE}: waiters must be notified of an abandoned claim");
     }
     let deadline = Instant::now() + settings.notify_within;
@@ -228,7 +293,10 @@ pub async fn abandon_frees_the_key_promptly<S: Store>(store: &S, settings: &Sett
         match begin(store, &req, RULE).await {
             Begin::Claimed(claim) => return release(store, &claim, RULE).await,
             _ if Instant::now() < deadline => sleep(Duration::from_millis(5)).await,
-            other => panic!("{RULE}: still held {:?} after abandon: {other:?}", settings.notify_within),
+            other => panic!(
+                "{RULE}: still held {:?} after abandon: {other:?}",
+                settings.notify_within
+            ),
         }
     }
 }
@@ -239,7 +307,10 @@ pub async fn completion_and_release_notify_waiters<S: Store>(store: &S, settings
     for completes in [true, false] {
         let req = request(fresh_key(RULE), Fingerprint::NONE, settings.long_lease);
         let held = claim(store, &req, RULE).await;
-        let waiters = [in_flight(store, &req, RULE).await, in_flight(store, &req, RULE).await];
+        let waiters = [
+            in_flight(store, &req, RULE).await,
+            in_flight(store, &req, RULE).await,
+        ];
         if completes {
             complete(store, &held, b"done", Duration::from_secs(60), RULE).await;
         } else {
@@ -247,7 +318,9 @@ pub async fn completion_and_release_notify_waiters<S: Store>(store: &S, settings
         }
         for waiter in waiters {
             assert!(
-                timeout(settings.notify_within, waiter.changed).await.is_ok(),
+                timeout(settings.notify_within, waiter.changed)
+                    .await
+                    .is_ok(),
                 "{RULE}: a waiter must be notified within {:?} of a {}",
                 settings.notify_within,
                 if completes { "completion" } else { "release" },
@@ -267,7 +340,11 @@ pub async fn renewal_keeps_a_claim_past_its_lease<S: Store>(store: &S, settings:
     let lease = settings.short_lease;
     let req = request(fresh_key(RULE), Fingerprint::NONE, lease);
     let held = claim(store, &req, RULE).await;
-    assert_eq!(held.lease(), lease, "{RULE}: the claim carries the requested lease");
+    assert_eq!(
+        held.lease(),
+        lease,
+        "{RULE}: the claim carries the requested lease"
+    );
     let started = Instant::now();
     while started.elapsed() < lease * 2 {
         sleep(lease / 3).await;
@@ -276,7 +353,14 @@ pub async fn renewal_keeps_a_claim_past_its_lease<S: Store>(store: &S, settings:
         }
     }
     let _ = in_flight(store, &req, RULE).await;
-    complete(store, &held, b"late but fine", Duration::from_secs(60), RULE).await;
+    complete(
+        store,
+        &held,
+        b"late but fine",
+        Duration::from_secs(60),
+        RULE,
+    )
+    .await;
     assert_eq!(&*completed(store, &req, RULE).await.value, b"late but fine");
 }
 
@@ -288,19 +372,32 @@ pub async fn a_lapsed_claim_is_taken_over_and_fenced_off<S: Store>(store: &S, se
     let req = request(fresh_key(RULE), fingerprint(1), lease);
     let stale = claim(store, &req, RULE).await;
     let flight = in_flight(store, &req, RULE).await;
-    assert!(flight.lease_remaining <= lease, "{RULE}: lease_remaining within the lease");
+    assert!(
+        flight.lease_remaining <= lease,
+        "{RULE}: lease_remaining within the lease"
+    );
     sleep(lease + lease / 2).await;
     let current = claim(store, &req, "a claim must lapse after its lease").await;
-    assert_ne!(stale.token(), current.token(), "{RULE}: the takeover gets a new token");
+    assert_ne!(
+        stale.token(),
+        current.token(),
+        "{RULE}: the takeover gets a new token"
+    );
 
     let renewed = store.renew(&stale).await;
     assert!(
-        renewed.as_ref().is_err_and(crate::StoreError::is_lease_lost),
+        renewed
+            .as_ref()
+            .is_err_and(crate::StoreError::is_lease_lost),
         "{RULE}: a lapsed claim's renewal must be refused as lease lost, got {renewed:?}"
     );
-    let overwritten = store.complete(&stale, b"stale", Duration::from_secs(60)).await;
+    let overwritten = store
+        .complete(&stale, b"stale", Duration::from_secs(60))
+        .await;
     assert!(
-        overwritten.as_ref().is_err_and(crate::StoreError::is_lease_lost),
+        overwritten
+            .as_ref()
+            .is_err_and(crate::StoreError::is_lease_lost),
         "{RULE}: a lapsed claim's completion must be refused as lease lost, got {overwritten:?}"
     );
     release(store, &stale, RULE).await;
@@ -324,7 +421,9 @@ pub async fn completed_records_expire_after_their_ttl<S: Store>(store: &S, setti
 }
 
 /// Polls all futures together (no spawning, so any runtime flavour works).
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
     let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -347,5 +446,8 @@ async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Ite
         }
     })
     .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::task::Poll;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The return types an `#[idempotent]` function can have: `Result<T, E>` where `T` can be
@@ -144,6 +145,7 @@ where
         Err(err) => return R::from_error(err),
     };
     let request = Request {
+        namespace,
         key,
         fingerprint,
         lease: options.lease,
@@ -267,7 +269,8 @@ where
 {
     let mut body = pin!(body);
     let mut renewal = pin!(async {
-        let interval = claim.lease() / 3;
+        // Never a busy loop, whatever lease a store grants.
+        let interval = (claim.lease() / 3).max(Duration::from_millis(1));
         loop {
             tokio::time::sleep(interval).await;
             match store.renew(claim).await {

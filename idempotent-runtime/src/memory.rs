@@ -340,7 +340,7 @@ impl Store for MemoryStore {
                     // A lapsed claim is replaced; dropping it (after the lock) wakes its
                     // waiters, who then find this new claim.
                     let lapsed = shard.map.insert(request.key, claimed);
-                    let claim = Claim::new(request.key, token, request.fingerprint, lease);
+                    let claim = Claim::new(request, token, lease);
                     (Found::Claimed(claim), lapsed)
                 }
             }

@@ -15,6 +15,9 @@ use std::time::Duration;
 /// What one call asks of the store in [`Store::begin`](crate::Store::begin).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Request {
+    /// The function's namespace, for the store's own bookkeeping (a key name a person can
+    /// read). It is already part of `key`, which alone identifies the record.
+    pub namespace: &'static str,
     /// The record's key.
     pub key: Key,
     /// The payload fingerprint the record is claimed with, or that it must already have.
@@ -33,21 +36,19 @@ pub struct Token(pub u64);
 /// The right to run the body for a key, granted by [`Begin::Claimed`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
-    key: Key,
+    request: Request,
     token: Token,
-    fingerprint: Fingerprint,
     lease: Duration,
 }
 
 impl Claim {
-    /// A claim on `key` with its fencing `token`, the `fingerprint` it was made with and the
-    /// `lease` it holds (which the caller renews at a third of its length while it runs).
+    /// A claim granted for `request`, with its fencing `token` and the `lease` it holds
+    /// (which the caller renews at a third of its length while it runs).
     #[must_use]
-    pub fn new(key: Key, token: Token, fingerprint: Fingerprint, lease: Duration) -> Self {
+    pub fn new(request: &Request, token: Token, lease: Duration) -> Self {
         Claim {
-            key,
+            request: *request,
             token,
-            fingerprint,
             lease,
         }
     }
@@ -55,7 +56,13 @@ impl Claim {
     /// The claimed key.
     #[must_use]
     pub fn key(&self) -> &Key {
-        &self.key
+        &self.request.key
+    }
+
+    /// The namespace of the function that claimed it.
+    #[must_use]
+    pub fn namespace(&self) -> &'static str {
+        self.request.namespace
     }
 
     /// The claim's fencing token.
@@ -67,7 +74,7 @@ impl Claim {
     /// The fingerprint the record was claimed with.
     #[must_use]
     pub fn fingerprint(&self) -> Fingerprint {
-        self.fingerprint
+        self.request.fingerprint
     }
 
     /// How long the claim survives without renewal.

@@ -163,6 +163,15 @@ impl<S: Store> ErasedStore for S {
 /// The memory store is called directly, without boxing, since its hits are the hot path.
 pub struct DefaultStore(Inner);
 
+impl std::fmt::Debug for DefaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Inner::Memory(store) => f.debug_tuple("DefaultStore").field(store).finish(),
+            Inner::Installed(_) => f.write_str("DefaultStore(installed)"),
+        }
+    }
+}
+
 enum Inner {
     Memory(MemoryStore),
     Installed(Box<dyn ErasedStore>),
