@@ -16,5 +16,8 @@ async fn a_default_store_in_use_is_not_replaced() {
     assert_eq!(ping(1).await.unwrap(), 1);
     let refused = set_default_store(MemoryStore::new()).unwrap_err();
     assert!(matches!(refused, Error::DefaultStoreAlreadySet));
-    assert!(refused.to_string().contains("already installed or used"), "{refused}");
+    assert!(
+        refused.to_string().contains("already installed or used"),
+        "{refused}"
+    );
 }

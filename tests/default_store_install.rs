@@ -16,7 +16,10 @@ async fn ping(n: u32) -> Result<u32, AppError> {
 async fn an_installed_default_store_serves_every_function_and_cannot_be_replaced() {
     let probe = Arc::new(Probe::default());
     set_default_store(Arc::clone(&probe)).unwrap();
-    assert!(matches!(set_default_store(MemoryStore::new()), Err(Error::DefaultStoreAlreadySet)));
+    assert!(matches!(
+        set_default_store(MemoryStore::new()),
+        Err(Error::DefaultStoreAlreadySet)
+    ));
 
     assert_eq!(ping(1).await.unwrap(), 1);
     assert_eq!(ping(1).await.unwrap(), 1);

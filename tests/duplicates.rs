@@ -22,9 +22,18 @@ struct Order {
 async fn sequential_duplicates_run_body_once_and_replay_an_equal_value() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(ttl = "1h")]
-    async fn create_order(customer: u64, sku: String, qty: u32) -> Result<Outcome<Order>, AppError> {
+    async fn create_order(
+        customer: u64,
+        sku: String,
+        qty: u32,
+    ) -> Result<Outcome<Order>, AppError> {
         let id = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok(Outcome::fresh(Order { id, customer, sku, qty }))
+        Ok(Outcome::fresh(Order {
+            id,
+            customer,
+            sku,
+            qty,
+        }))
     }
 
     let first = create_order(1, "book".into(), 2).await.unwrap();
@@ -48,11 +57,20 @@ async fn parallel_duplicates_wait_on_the_keyed_mutex_and_run_body_once() {
     static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(store = &*STORE)]
-    async fn create_order(customer: u64, sku: String, qty: u32) -> Result<Outcome<Order>, AppError> {
+    async fn create_order(
+        customer: u64,
+        sku: String,
+        qty: u32,
+    ) -> Result<Outcome<Order>, AppError> {
         let id = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
         // Hold the key until every other caller has found it in progress.
         STORE.until_busy(CALLS - 1).await;
-        Ok(Outcome::fresh(Order { id, customer, sku, qty }))
+        Ok(Outcome::fresh(Order {
+            id,
+            customer,
+            sku,
+            qty,
+        }))
     }
 
     let start = Arc::new(tokio::sync::Barrier::new(CALLS));
@@ -85,7 +103,8 @@ async fn parallel_duplicates_wait_on_the_keyed_mutex_and_run_body_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn distinct_keys_never_wait_for_each_other() {
     const CALLS: usize = 100;
-    static ALL_INSIDE: LazyLock<tokio::sync::Barrier> = LazyLock::new(|| tokio::sync::Barrier::new(CALLS));
+    static ALL_INSIDE: LazyLock<tokio::sync::Barrier> =
+        LazyLock::new(|| tokio::sync::Barrier::new(CALLS));
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent]
     async fn slow(customer: u64) -> Result<u64, AppError> {
@@ -107,7 +126,10 @@ async fn distinct_keys_never_wait_for_each_other() {
     let results = tokio::time::timeout(Duration::from_secs(30), all)
         .await
         .expect("distinct keys ran one after another");
-    assert_eq!(results, (0..CALLS as u64).map(|c| c * 2).collect::<Vec<_>>());
+    assert_eq!(
+        results,
+        (0..CALLS as u64).map(|c| c * 2).collect::<Vec<_>>()
+    );
     assert_eq!(RUNS.load(Ordering::SeqCst), CALLS);
 }
 
@@ -154,7 +176,10 @@ async fn after_a_failure_the_next_caller_runs_at_once() {
         }
         Ok(id)
     }
-    assert!(matches!(flaky(3).await, Err(AppError::Body("timeout upstream"))));
+    assert!(matches!(
+        flaky(3).await,
+        Err(AppError::Body("timeout upstream"))
+    ));
     // With `wait = "0s"` any leftover claim would be an immediate `InProgress`.
     assert_eq!(flaky(3).await.unwrap(), 3);
     assert_eq!(flaky(3).await.unwrap(), 3);
@@ -205,7 +230,6 @@ async fn a_cancelled_attempt_releases_the_key_at_once() {
     assert_eq!(STORE.inner.in_flight(), 0);
     assert_eq!(hang_once(8).await.unwrap(), 8);
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
-
 }
 
 #[tokio::test]
@@ -230,7 +254,9 @@ async fn a_dropped_call_releases_the_key_at_once() {
 }
 
 /// Polls a future once: `Some` if it finished.
-async fn poll_once<F: std::future::Future + ?Sized>(future: std::pin::Pin<&mut F>) -> Option<F::Output> {
+async fn poll_once<F: std::future::Future + ?Sized>(
+    future: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
     let mut future = Some(future);
     std::future::poll_fn(|cx| {
         let polled = future.take().expect("polled once").poll(cx);

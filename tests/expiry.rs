@@ -23,7 +23,11 @@ async fn after_the_ttl_the_body_runs_again() {
     advance(Duration::from_millis(999)).await;
     assert_eq!(quote("a").await.unwrap(), 0);
     advance(Duration::from_millis(1)).await;
-    assert_eq!(quote("a").await.unwrap(), 1, "the record expires after exactly its TTL");
+    assert_eq!(
+        quote("a").await.unwrap(),
+        1,
+        "the record expires after exactly its TTL"
+    );
     assert_eq!(quote("a").await.unwrap(), 1);
     assert_eq!(STORE.len(), 1);
 }
@@ -68,7 +72,9 @@ async fn idle_keys_keep_no_lock_state() {
         Ok(id)
     }
 
-    let calls: Vec<_> = (0..200).map(|i| tokio::spawn(work(i % 10, i % 20 >= 10))).collect();
+    let calls: Vec<_> = (0..200)
+        .map(|i| tokio::spawn(work(i % 10, i % 20 >= 10)))
+        .collect();
     for call in calls {
         let _ = call.await.unwrap();
     }

@@ -65,12 +65,18 @@ fn cart(reverse: bool) -> Cart {
 #[test]
 fn the_key_format_is_pinned_by_a_golden_value() {
     let mut hasher = KeyHasher::new("orders.create");
-    hasher.arg("customer", &42u64).arg("qty", &3u32).arg("sku", "B-7");
+    hasher
+        .arg("customer", &42u64)
+        .arg("qty", &3u32)
+        .arg("sku", "B-7");
     assert_eq!(hasher.finish().unwrap().to_string(), GOLDEN_ORDER_KEY);
 
     // Integer types do not matter, values do.
     let mut widened = KeyHasher::new("orders.create");
-    widened.arg("customer", &42i128).arg("qty", &3u8).arg("sku", &String::from("B-7"));
+    widened
+        .arg("customer", &42i128)
+        .arg("qty", &3u8)
+        .arg("sku", &String::from("B-7"));
     assert_eq!(widened.finish().unwrap().to_string(), GOLDEN_ORDER_KEY);
 
     // Structs, sequences, tuples, maps within maps, enums, options and floats, computed the
@@ -84,7 +90,10 @@ fn the_key_format_is_pinned_by_a_golden_value() {
     };
     let mut nested = KeyHasher::new("carts.checkout");
     nested.arg("cart", &golden_cart);
-    assert_eq!(nested.finish().unwrap().to_string(), "fac06d726900d6070890f081430b2e77");
+    assert_eq!(
+        nested.finish().unwrap().to_string(),
+        "fac06d726900d6070890f081430b2e77"
+    );
 }
 
 #[tokio::test]
@@ -103,14 +112,21 @@ async fn the_attribute_derives_the_documented_key() {
 async fn maps_give_the_same_key_whatever_their_iteration_order() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent]
-    async fn checkout(customer: u64, cart: Cart, index: BTreeMap<u32, Vec<HashMap<u8, bool>>>) -> Result<usize, AppError> {
+    async fn checkout(
+        customer: u64,
+        cart: Cart,
+        index: BTreeMap<u32, Vec<HashMap<u8, bool>>>,
+    ) -> Result<usize, AppError> {
         let _ = (customer, cart, index);
         Ok(RUNS.fetch_add(1, Ordering::SeqCst))
     }
     let (a, b) = (cart(false), cart(true));
     let order_a: Vec<_> = a.coupons.keys().collect();
     let order_b: Vec<_> = b.coupons.keys().collect();
-    assert_ne!(order_a, order_b, "the test needs two different iteration orders");
+    assert_ne!(
+        order_a, order_b,
+        "the test needs two different iteration orders"
+    );
 
     let index = |reverse: bool| {
         let mut maps: Vec<HashMap<u8, bool>> = Vec::new();
@@ -130,7 +146,11 @@ async fn maps_give_the_same_key_whatever_their_iteration_order() {
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
 
     let mut changed = cart(true);
-    changed.coupons.get_mut("coupon3").unwrap().insert("rule3".into(), 0);
+    changed
+        .coupons
+        .get_mut("coupon3")
+        .unwrap()
+        .insert("rule3".into(), 0);
     assert_eq!(checkout(1, changed, index(true)).await.unwrap(), 1);
 }
 
@@ -216,7 +236,9 @@ async fn same_named_methods_of_two_types_never_share_records() {
 async fn each_instantiation_of_a_generic_function_has_its_own_records() {
     static CREATES: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(name = "defaults")]
-    async fn default_of<T: Default + Serialize + serde::de::DeserializeOwned>(id: u64) -> Result<T, AppError> {
+    async fn default_of<T: Default + Serialize + serde::de::DeserializeOwned>(
+        id: u64,
+    ) -> Result<T, AppError> {
         let _ = id;
         CREATES.fetch_add(1, Ordering::SeqCst);
         Ok(T::default())
@@ -259,7 +281,11 @@ async fn reference_and_impl_trait_arguments_work() {
         id: u64,
     }
     #[idempotent(skip(audit))]
-    async fn rename(customer: &Customer, name: &str, audit: impl Fn(&str) + Send) -> Result<String, AppError> {
+    async fn rename(
+        customer: &Customer,
+        name: &str,
+        audit: impl Fn(&str) + Send,
+    ) -> Result<String, AppError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
         audit(name);
         Ok(format!("{}={name}", customer.id))
@@ -278,7 +304,12 @@ static CHARGES: AtomicUsize = AtomicUsize::new(0);
 
 /// A client-supplied key (the `Idempotency-Key` header) scoped by tenant.
 #[idempotent(key = idempotency_key, scope(tenant), skip(trace_id))]
-async fn charge(idempotency_key: String, tenant: u64, amount: u64, trace_id: u128) -> Result<String, AppError> {
+async fn charge(
+    idempotency_key: String,
+    tenant: u64,
+    amount: u64,
+    trace_id: u128,
+) -> Result<String, AppError> {
     let _ = trace_id;
     let n = CHARGES.fetch_add(1, Ordering::SeqCst) + 1;
     Ok(format!("charge #{n}: tenant {tenant} paid {amount}"))
@@ -289,8 +320,14 @@ async fn client_keys_replay_and_refuse_a_different_payload() {
     let first = charge("k-1".into(), 1, 500, 11).await.unwrap();
     // Another trace id is skipped, so this is the same request.
     assert_eq!(charge("k-1".into(), 1, 500, 99).await.unwrap(), first);
-    match charge("k-1".into(), 1, 501, 11).await.unwrap_err().idempotency() {
-        Error::PayloadMismatch { namespace } => assert!(namespace.ends_with("charge"), "{namespace}"),
+    match charge("k-1".into(), 1, 501, 11)
+        .await
+        .unwrap_err()
+        .idempotency()
+    {
+        Error::PayloadMismatch { namespace } => {
+            assert!(namespace.ends_with("charge"), "{namespace}")
+        }
         other => panic!("expected PayloadMismatch, got {other:?}"),
     }
     // Scopes partition the key space: tenant 2's "k-1" is its own record.
@@ -302,10 +339,22 @@ async fn client_keys_replay_and_refuse_a_different_payload() {
 #[tokio::test]
 async fn invalid_client_keys_are_refused_before_the_body_runs() {
     let before = CHARGES.load(Ordering::SeqCst);
-    let empty = charge(String::new(), 1, 1, 0).await.unwrap_err().idempotency();
-    assert!(matches!(empty, Error::InvalidKey(InvalidKey::Empty)), "{empty:?}");
-    let long = charge("x".repeat(256), 1, 1, 0).await.unwrap_err().idempotency();
-    assert!(matches!(long, Error::InvalidKey(InvalidKey::TooLong { len: 256 })), "{long:?}");
+    let empty = charge(String::new(), 1, 1, 0)
+        .await
+        .unwrap_err()
+        .idempotency();
+    assert!(
+        matches!(empty, Error::InvalidKey(InvalidKey::Empty)),
+        "{empty:?}"
+    );
+    let long = charge("x".repeat(256), 1, 1, 0)
+        .await
+        .unwrap_err()
+        .idempotency();
+    assert!(
+        matches!(long, Error::InvalidKey(InvalidKey::TooLong { len: 256 })),
+        "{long:?}"
+    );
     assert_eq!(CHARGES.load(Ordering::SeqCst), before);
     charge("y".repeat(255), 1, 1, 0).await.unwrap();
     assert_eq!(CHARGES.load(Ordering::SeqCst), before + 1);
@@ -326,7 +375,10 @@ async fn a_different_payload_is_refused_at_once_while_the_first_runs() {
     STARTED.wait().await;
     // With an hour to wait, only an immediate refusal lets this return.
     let refused = transfer("t-1", 20).await.unwrap_err().idempotency();
-    assert!(matches!(refused, Error::PayloadMismatch { .. }), "{refused:?}");
+    assert!(
+        matches!(refused, Error::PayloadMismatch { .. }),
+        "{refused:?}"
+    );
     GATE.open();
     assert_eq!(first.await.unwrap().unwrap(), 10);
     assert_eq!(transfer("t-1", 10).await.unwrap(), 10);
@@ -350,4 +402,27 @@ async fn client_keys_may_be_any_as_ref_str() {
     assert_eq!(submit(RequestId("r1".into()), vec![1, 2]).await.unwrap(), 2);
     assert_eq!(submit(RequestId("r1".into()), vec![1, 2]).await.unwrap(), 2);
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn raw_identifiers_are_keyed_by_their_plain_names() {
+    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    #[idempotent(name = "orders.create", store = &*STORE, skip(r#ref))]
+    async fn create_order(
+        r#type: &str,
+        qty: u32,
+        customer: u64,
+        r#ref: u8,
+    ) -> Result<u64, AppError> {
+        let _ = (r#type, r#ref);
+        Ok(customer + u64::from(qty))
+    }
+    create_order("B-7", 3, 42, 0).await.unwrap();
+    // `r#type` enters the key as `type`; the skipped `r#ref` not at all.
+    let mut hasher = KeyHasher::new("orders.create");
+    hasher
+        .arg("customer", &42u64)
+        .arg("qty", &3u32)
+        .arg("type", "B-7");
+    assert_eq!(STORE.requests()[0].key, hasher.finish().unwrap());
 }

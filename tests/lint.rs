@@ -52,7 +52,12 @@ pub async fn create_order(customer: u64, sku: String) -> Result<Outcome<Order>, 
 ///
 /// When the key is invalid or reused with another amount.
 #[idempotent(key = key, scope(tenant), skip(log), store = &*STORE)]
-pub async fn charge(key: &str, tenant: u32, amount: u64, log: impl Fn(&str) + Send) -> Result<u64, AppError> {
+pub async fn charge(
+    key: &str,
+    tenant: u32,
+    amount: u64,
+    log: impl Fn(&str) + Send,
+) -> Result<u64, AppError> {
     log(key);
     if amount == 0 {
         return Err(AppError(idempotency::Error::DefaultStoreAlreadySet));
@@ -72,7 +77,11 @@ impl Service {
     ///
     /// Never, but the signature says it may.
     #[idempotent(skip(self))]
-    pub async fn handle(&self, labels: HashMap<String, String>, mut count: u32) -> Result<String, AppError> {
+    pub async fn handle(
+        &self,
+        labels: HashMap<String, String>,
+        mut count: u32,
+    ) -> Result<String, AppError> {
         count += 1;
         Ok(format!("{}{}{count}", self.prefix, labels.len()))
     }
@@ -83,7 +92,9 @@ impl Service {
     ///
     /// Never.
     #[idempotent]
-    pub async fn make<T: Default + Serialize + serde::de::DeserializeOwned>(id: u64) -> Result<T, AppError> {
+    pub async fn make<T: Default + Serialize + serde::de::DeserializeOwned>(
+        id: u64,
+    ) -> Result<T, AppError> {
         let _ = id;
         Ok(T::default())
     }
@@ -95,7 +106,10 @@ async fn linted_functions_work() {
     assert_eq!(order.id, 1);
     assert_eq!(charge("k", 1, 2, |_| {}).await.unwrap(), 3);
     let reused = charge("k", 1, 3, |_| {}).await.unwrap_err();
-    assert!(matches!(reused.cause(), idempotency::Error::PayloadMismatch { .. }));
+    assert!(matches!(
+        reused.cause(),
+        idempotency::Error::PayloadMismatch { .. }
+    ));
     let service = Service { prefix: "p".into() };
     assert_eq!(service.handle(HashMap::new(), 1).await.unwrap(), "p02");
     assert_eq!(Service::make::<u8>(1).await.unwrap(), 0);

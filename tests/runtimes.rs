@@ -49,7 +49,9 @@ fn the_default_store_serves_many_runtimes_at_once() {
             let start = Arc::clone(&start);
             std::thread::spawn(move || {
                 let runtime = if i % 2 == 0 {
-                    tokio::runtime::Builder::new_current_thread().enable_all().build()
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
                 } else {
                     tokio::runtime::Builder::new_multi_thread()
                         .worker_threads(2)
@@ -69,7 +71,10 @@ fn the_default_store_serves_many_runtimes_at_once() {
             })
         })
         .collect();
-    let receipts: Vec<Receipt> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let receipts: Vec<Receipt> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     assert_eq!(receipts.len(), THREADS * 50);
     assert!(receipts.iter().all(|r| *r == receipts[0]));
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);

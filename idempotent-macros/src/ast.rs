@@ -7,10 +7,7 @@ use syn::{FnArg, GenericParam, Ident, ItemFn, Pat};
 /// One parameter of the function.
 pub(crate) enum Param {
     /// `name: Type` (with or without `mut`).
-    Named {
-        ident: Ident,
-        tokens: TokenStream,
-    },
+    Named { ident: Ident, tokens: TokenStream },
     /// `self`, `&self`, `&mut self`, `self: Arc<Self>`.
     Receiver { tokens: TokenStream },
     /// A destructuring pattern, or `_`: there is no name to key it by.

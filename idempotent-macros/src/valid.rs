@@ -5,6 +5,7 @@ use crate::ast::{Function, Param};
 use crate::attr::Attr;
 use crate::errors::Errors;
 use std::collections::BTreeMap;
+use syn::ext::IdentExt;
 use syn::{Ident, ReturnType};
 
 /// Where the parameters go, each list in ascending order of names (the key format).
@@ -16,6 +17,11 @@ pub(crate) struct Plan {
     pub(crate) payload_args: Vec<Ident>,
     /// The `key = ..` parameter.
     pub(crate) client_key: Option<Ident>,
+}
+
+/// The name a parameter is keyed by: `r#type` is `type`.
+fn name_of(ident: &Ident) -> String {
+    ident.unraw().to_string()
 }
 
 /// Checks `attr` against `function`, reporting every problem into `errors`.
@@ -51,7 +57,7 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
     }
 
     let mut known = |ident: &Ident, option: &str| -> bool {
-        let found = named.contains_key(&ident.to_string());
+        let found = named.contains_key(&name_of(ident));
         if !found {
             errors.spanned(
                 ident,
@@ -63,13 +69,13 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
     let mut skip = Vec::new();
     for ident in attr.skip.iter().flatten() {
         if known(ident, "skip") {
-            skip.push(ident.to_string());
+            skip.push(name_of(ident));
         }
     }
     let mut scope = Vec::new();
     for ident in attr.scope.iter().flatten() {
         if known(ident, "scope") {
-            scope.push(ident.to_string());
+            scope.push(name_of(ident));
         }
     }
     let client_key = attr.key.as_ref().filter(|ident| known(ident, "key"));
@@ -84,13 +90,13 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         }
     }
     if let Some(key) = client_key {
-        if skip.contains(&key.to_string()) {
+        if skip.contains(&name_of(key)) {
             errors.spanned(
                 key,
                 format!("`{key}` is the idempotency key, so it cannot be skipped; remove it from `skip(..)`"),
             );
         }
-        if scope.contains(&key.to_string()) {
+        if scope.contains(&name_of(key)) {
             errors.spanned(
                 key,
                 format!("`{key}` is the idempotency key; `scope(..)` lists the parameters that partition it, so remove `{key}` from `scope(..)`"),
@@ -104,7 +110,7 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         }
     }
     for ident in attr.scope.iter().flatten() {
-        if skip.contains(&ident.to_string()) {
+        if skip.contains(&name_of(ident)) {
             errors.spanned(
                 ident,
                 format!("`{ident}` is both in `scope(..)` and in `skip(..)`; a scope is part of the key, so remove it from one"),
@@ -128,7 +134,7 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         }
     }
 
-    let client_key_name = client_key.map(ToString::to_string);
+    let client_key_name = client_key.map(name_of);
     let mut key_args = Vec::new();
     let mut payload_args = Vec::new();
     // `named` iterates in ascending order of names: the order the key format requires.

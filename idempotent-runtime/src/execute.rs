@@ -14,8 +14,8 @@ use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// The return types an `#[idempotent]` function can have: `Result<T, E>` where `T` can be
-/// stored and replayed and `E` can carry an [`Error`].
+/// The return types an `#[idempotent]` function can have: `Result<T, E>`, where `T` is
+/// [`Stored`] and `E` is an [`IdempotencyError`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the return type of an `#[idempotent]` function",
     label = "expected `Result<T, E>` with `T: Serialize + DeserializeOwned` and `E: From<idempotency::Error>`",
@@ -23,27 +23,61 @@ use tokio::time::Instant;
 )]
 pub trait IdempotentResult: Sized {
     /// The stored type.
-    type Ok: Serialize + DeserializeOwned;
+    type Ok;
+    /// The function's error type.
+    type Err;
     /// Splits off the value to store; a failure is returned as it is.
     fn into_ok(self) -> Result<Self::Ok, Self>;
     /// The result of a replay or a fresh success.
     fn from_ok(value: Self::Ok) -> Self;
-    /// The result when the idempotency layer itself fails the call.
-    fn from_error(error: Error) -> Self;
+    /// The result of a failure.
+    fn from_err(error: Self::Err) -> Self;
 }
 
-impl<T: Serialize + DeserializeOwned, E: From<Error>> IdempotentResult for Result<T, E> {
+impl<T, E> IdempotentResult for Result<T, E> {
     type Ok = T;
+    type Err = E;
     fn into_ok(self) -> Result<T, Self> {
         self.map_err(Err)
     }
     fn from_ok(value: T) -> Self {
         Ok(value)
     }
-    fn from_error(error: Error) -> Self {
-        Err(E::from(error))
+    fn from_err(error: E) -> Self {
+        Err(error)
     }
 }
+
+/// The `Ok` type of an `#[idempotent]` function: stored, then replayed.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the `Ok` value of an `#[idempotent]` function",
+    label = "the `Ok` value is stored and replayed, so it must implement `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to it"
+)]
+pub trait Stored: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> Stored for T {}
+
+/// The error type of an `#[idempotent]` function: it carries the idempotency layer's
+/// own errors too.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot carry the errors of an `#[idempotent]` function",
+    label = "the error type must implement `From<idempotency::Error>`",
+    note = "add `impl From<idempotency::Error> for {Self}`, e.g. as a variant of your error enum"
+)]
+pub trait IdempotencyError: From<Error> {}
+
+impl<E: From<Error>> IdempotencyError for E {}
+
+/// The `key = ..` parameter: the client's idempotency key, as text.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a client-supplied idempotency key",
+    label = "the `key = ..` parameter must be text, such as `String` or `&str`",
+    note = "convert the client's key to a string first, or remove `key = ..` to derive the key from the arguments"
+)]
+pub trait ClientKey: AsRef<str> {}
+
+impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 
 /// The parameters that take part in the key must be serializable.
 #[diagnostic::on_unimplemented(
@@ -101,7 +135,7 @@ impl Derivation {
     }
 
     /// Adds the client-supplied key.
-    pub fn client_key<K: AsRef<str> + ?Sized>(&mut self, key: &K) {
+    pub fn client_key<K: ClientKey + ?Sized>(&mut self, key: &K) {
         if let Err(err) = self.key.client_key(key.as_ref()) {
             self.invalid = Some(Error::InvalidKey(err));
         }
@@ -137,12 +171,14 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
 pub async fn execute<R, S, F>(store: &S, options: &Options, derivation: Derivation, body: F) -> R
 where
     R: IdempotentResult,
+    R::Ok: Stored,
+    R::Err: IdempotencyError,
     S: Store + ?Sized,
     F: Future<Output = R>,
 {
     let (namespace, key, fingerprint) = match derivation.finish() {
         Ok(parts) => parts,
-        Err(err) => return R::from_error(err),
+        Err(err) => return fail::<R>(err),
     };
     let request = Request {
         namespace,
@@ -151,7 +187,7 @@ where
         lease: options.lease,
     };
     let mismatch = || {
-        R::from_error(Error::PayloadMismatch {
+        fail::<R>(Error::PayloadMismatch {
             namespace: namespace.to_owned(),
         })
     };
@@ -159,14 +195,14 @@ where
     loop {
         let begin = match store.begin(&request).await {
             Ok(begin) => begin,
-            Err(err) => return R::from_error(Error::Store(err)),
+            Err(err) => return fail::<R>(Error::Store(err)),
         };
         match begin {
             Begin::Completed(record) if record.fingerprint != fingerprint => return mismatch(),
             Begin::Completed(record) => {
                 return match codec::decode(&record.value) {
                     Ok(value) => R::from_ok(value),
-                    Err(detail) => R::from_error(Error::Codec(CodecError::new(namespace, detail))),
+                    Err(detail) => fail::<R>(Error::Codec(CodecError::new(namespace, detail))),
                 };
             }
             Begin::InProgress(flight) if flight.fingerprint != fingerprint => return mismatch(),
@@ -175,7 +211,7 @@ where
                 let since = *started.get_or_insert(now);
                 let deadline = since + options.wait;
                 if now >= deadline {
-                    return R::from_error(Error::InProgress {
+                    return fail::<R>(Error::InProgress {
                         namespace: namespace.to_owned(),
                         waited: now - since,
                     });
@@ -190,6 +226,14 @@ where
             }
         }
     }
+}
+
+/// The call's result when the idempotency layer itself fails it.
+fn fail<R: IdempotentResult>(error: Error) -> R
+where
+    R::Err: IdempotencyError,
+{
+    R::from_err(R::Err::from(error))
 }
 
 /// Releases the claim if the call is dropped (cancelled) or its body panics.
@@ -227,6 +271,8 @@ async fn run_claimed<R, S, F>(
 ) -> R
 where
     R: IdempotentResult,
+    R::Ok: Stored,
+    R::Err: IdempotencyError,
     S: Store + ?Sized,
     F: Future<Output = R>,
 {
@@ -241,7 +287,7 @@ where
             let completed = store.complete(guard.claim(), &bytes, options.ttl).await;
             guard.disarm();
             match completed {
-                Err(err) if err.is_lease_lost() => R::from_error(Error::LeaseLost {
+                Err(err) if err.is_lease_lost() => fail::<R>(Error::LeaseLost {
                     namespace: namespace.to_owned(),
                 }),
                 // The body ran and succeeded: its caller gets the value even if the store

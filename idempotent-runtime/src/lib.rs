@@ -44,7 +44,9 @@ pub use store::{default_store, set_default_store, DefaultStore, Store};
 /// notice between any two releases.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::execute::{execute, Derivation, IdempotentResult, KeyArg};
+    pub use crate::execute::{
+        execute, ClientKey, Derivation, IdempotencyError, IdempotentResult, KeyArg, Stored,
+    };
     pub use crate::options::Options;
     pub use crate::store::default_store;
     pub use core::any::{type_name, type_name_of_val};

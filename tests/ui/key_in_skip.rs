@@ -1,0 +1,18 @@
+use idempotency::idempotent;
+
+#[derive(Debug)]
+struct AppError;
+
+impl From<idempotency::Error> for AppError {
+    fn from(_: idempotency::Error) -> Self {
+        AppError
+    }
+}
+
+#[idempotent(key = request_id, skip(request_id))]
+async fn charge(request_id: String, cents: u64) -> Result<u64, AppError> {
+    let _ = request_id;
+    Ok(cents)
+}
+
+fn main() {}

@@ -1,0 +1,18 @@
+// Duplicates wait for the first call, which needs an `async fn`.
+use idempotency::idempotent;
+
+#[derive(Debug)]
+struct AppError;
+
+impl From<idempotency::Error> for AppError {
+    fn from(_: idempotency::Error) -> Self {
+        AppError
+    }
+}
+
+#[idempotent]
+fn charge(customer: u64) -> Result<u64, AppError> {
+    Ok(customer)
+}
+
+fn main() {}
