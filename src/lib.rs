@@ -126,5 +126,9 @@ pub use idempotent_runtime::{
 #[doc(inline)]
 pub use idempotent_runtime::conformance;
 
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use idempotent_runtime::{RedisStore, RedisStoreBuilder};
+
 #[doc(hidden)]
 pub use idempotent_runtime::__private;

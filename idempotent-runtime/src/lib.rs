@@ -31,6 +31,8 @@ mod memory;
 mod options;
 mod outcome;
 pub mod record;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod store;
 
 pub use error::{CodecError, Error, InvalidKey, StoreError};
@@ -38,6 +40,8 @@ pub use key::{validate_client_key, Fingerprint, Key, KeyError, KeyHasher, MAX_CL
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 pub use record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
+#[cfg(feature = "redis")]
+pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use store::{default_store, set_default_store, DefaultStore, Store};
 
 /// Support for the code `#[idempotent]` generates. Not a stable API: it changes without

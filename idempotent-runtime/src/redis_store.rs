@@ -1,0 +1,653 @@
+//! [`RedisStore`]: records in Redis, shared by every process and machine that uses it.
+
+use crate::error::{Error, StoreError};
+use crate::key::{Fingerprint, Key};
+use crate::record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
+use crate::store::Store;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use std::collections::hash_map::{Entry, HashMap, RandomState};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::watch;
+
+/// A store in Redis: one record per key, shared by every process that connects to the
+/// same server (or cluster) with the same prefix.
+///
+/// - **Atomic steps**: each of [`Store`]'s steps is one Lua script, so a replay is one
+///   round trip and a fresh call two (claim; complete and notify) besides the body.
+/// - **Leases and fencing**: a claim is a record with an expiry (its lease), which a
+///   running body renews; a holder that died stops renewing and its claim lapses. Every
+///   claim has a random 64-bit token, and only the current token may renew, complete or
+///   release, so an attempt that lost its lease cannot overwrite its successor.
+/// - **Waiting by notification**: a duplicate that finds a record in progress flags it;
+///   the completion or release of a flagged record is published on one channel per
+///   prefix, to which each `RedisStore` subscribes once, so waiters on any node wake
+///   within a round trip. A holder that died sends nothing: waiters also wake when the
+///   lease they saw ends.
+/// - **Cluster**: the parts of a key name that Redis hashes (`{..}`) are the record's key,
+///   so each step touches one slot.
+/// - **Names and expiry**: records are `<prefix>:{<key hex>}:<function namespace>`; no
+///   argument value appears in a key name, and every key written has an expiry (the
+///   lease, then the TTL).
+/// - **Any runtime**: the store runs its connections on a dedicated I/O thread of its
+///   own, so it works from any Tokio runtime (or none), including after the runtime that
+///   created it has shut down, and reconnects by itself after Redis comes back.
+///
+/// ```no_run
+/// use idempotent_runtime::{set_default_store, RedisStore};
+/// use std::time::Duration;
+///
+/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// let store = RedisStore::builder("redis://127.0.0.1:6379")
+///     .prefix("orders-service")
+///     .lease(Duration::from_secs(10))
+///     .connect()
+///     .await?;
+/// set_default_store(store)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Connection,
+    io: Handle,
+    /// Owns the I/O thread; shut down (without blocking) when the last handle goes.
+    runtime: Option<Runtime>,
+    prefix: String,
+    channel: String,
+    lease: Duration,
+    response_timeout: Duration,
+    waiters: Arc<Waiters>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("lease", &self.inner.lease)
+            .field("response_timeout", &self.inner.response_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection to one server or to a cluster; both reconnect by themselves.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+/// Where the store connects.
+#[derive(Debug, Clone)]
+enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
+/// Configures and connects a [`RedisStore`].
+///
+/// ```no_run
+/// use idempotent_runtime::RedisStore;
+/// use std::time::Duration;
+///
+/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// let store = RedisStore::cluster_builder(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .connect_timeout(Duration::from_secs(1))
+///     .response_timeout(Duration::from_millis(500))
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder {
+    target: Target,
+    prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    lease: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// The first part of every key name (default `idempotency`). Stores with different
+    /// prefixes never share records; it must not contain `{` or `}`.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting may take before it fails (default 2 seconds).
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one step may wait for its answer before the call fails with
+    /// [`Error::Store`] (default 2 seconds). No body runs without a claim, so an
+    /// unreachable server fails calls within this time, before their bodies.
+    #[must_use]
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// The lease of a claim made without an explicit one (default 30 seconds): how long a
+    /// key stays blocked after its holder died. Running bodies renew their claims.
+    #[must_use]
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Connects, and starts listening for completions.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the prefix is invalid, or the server cannot be reached within
+    /// the connect timeout.
+    pub async fn connect(self) -> Result<RedisStore, Error> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(backend(format!(
+                "the key prefix {:?} must not contain `{{` or `}}`: Redis Cluster would hash the wrong part",
+                self.prefix
+            )));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("idempotency-redis")
+            .enable_all()
+            .build()
+            .map_err(backend)?;
+        let io = runtime.handle().clone();
+        let target = self.target.clone();
+        let (connect_timeout, response_timeout) = (self.connect_timeout, self.response_timeout);
+        let connecting = io.spawn(async move {
+            tokio::time::timeout(
+                connect_timeout,
+                open(&target, connect_timeout, response_timeout),
+            )
+            .await
+            .map_err(|_| {
+                backend(format!(
+                    "could not connect to Redis within {connect_timeout:?}"
+                ))
+            })?
+        });
+        let conn = connecting.await.map_err(backend)??;
+
+        let waiters = Arc::new(Waiters::default());
+        let channel = format!("{}:completions", self.prefix);
+        io.spawn(listen(
+            self.target,
+            channel.clone(),
+            Arc::downgrade(&waiters),
+            connect_timeout,
+        ));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                io,
+                runtime: Some(runtime),
+                prefix: self.prefix,
+                channel,
+                lease: self.lease,
+                response_timeout,
+                waiters,
+            }),
+        })
+    }
+}
+
+fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+    Error::Store(StoreError::backend(err))
+}
+
+async fn open(
+    target: &Target,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<Connection, Error> {
+    match target {
+        Target::Single(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(backend)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(response_timeout))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_secs(1));
+            let manager = ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(backend)?;
+            Ok(Connection::Single(manager))
+        }
+        Target::Cluster(nodes) => {
+            let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+                .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
+                .retries(2)
+                .build()
+                .map_err(backend)?;
+            Ok(Connection::Cluster(
+                client.get_async_connection().await.map_err(backend)?,
+            ))
+        }
+    }
+}
+
+impl RedisStore {
+    /// The default prefix of key names.
+    pub const DEFAULT_PREFIX: &'static str = "idempotency";
+    /// The default lease of a claim.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    /// The default connect and response timeouts.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// Connects to one server with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] if the server cannot be reached within the connect timeout.
+    pub async fn connect(url: &str) -> Result<Self, Error> {
+        Self::builder(url).connect().await
+    }
+
+    /// A builder for a store on one server (`redis://host:port/db`, `rediss://..`).
+    #[must_use]
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        Self::with_target(Target::Single(url.into()))
+    }
+
+    /// A builder for a store on a Redis Cluster, given some of its nodes.
+    #[must_use]
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_target(Target::Cluster(nodes.into_iter().map(Into::into).collect()))
+    }
+
+    fn with_target(target: Target) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            target,
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+            connect_timeout: Self::DEFAULT_TIMEOUT,
+            response_timeout: Self::DEFAULT_TIMEOUT,
+            lease: Self::DEFAULT_LEASE,
+        }
+    }
+
+    /// The prefix of this store's key names.
+    #[must_use]
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The Redis key that holds the record of `key`, in `namespace`.
+    ///
+    /// ```
+    /// # use idempotent_runtime::{Key, RedisStore};
+    /// // idempotency:{f4e91bbf452e806d53b9f5d36711a4e3}:orders.create
+    /// ```
+    #[must_use]
+    pub fn record_key(&self, namespace: &str, key: &Key) -> String {
+        format!("{}:{{{key}}}:{namespace}", self.inner.prefix)
+    }
+
+    /// Runs one script on the store's I/O thread, within the response timeout.
+    async fn run(
+        &self,
+        script: &'static Script,
+        key: String,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let timeout = self.inner.response_timeout;
+        let task = self.inner.io.spawn(async move {
+            let mut invocation = script.key(key);
+            for arg in args {
+                invocation.arg(arg);
+            }
+            match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
+                Ok(answer) => answer.map_err(StoreError::backend),
+                Err(_) => Err(StoreError::backend(format!(
+                    "Redis did not answer within {timeout:?}"
+                ))),
+            }
+        });
+        task.await
+            .map_err(|err| StoreError::backend(format!("the Redis I/O thread stopped: {err}")))?
+    }
+
+    fn claim_args(&self, claim: &Claim) -> (String, Vec<u8>) {
+        (
+            self.record_key(claim.namespace(), claim.key()),
+            claim.token().0.to_string().into_bytes(),
+        )
+    }
+}
+
+static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/begin.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/renew.lua")));
+static COMPLETE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("redis/complete.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/release.lua")));
+
+/// A fencing token no other claim has had: random, from the process's hasher keys, a
+/// clock and a counter.
+fn fresh_token() -> Token {
+    static STATE: LazyLock<RandomState> = LazyLock::new(RandomState::new);
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Token(STATE.hash_one((
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        nanos,
+        std::process::id(),
+    )))
+}
+
+fn millis(duration: Duration) -> Vec<u8> {
+    duration.as_millis().max(1).to_string().into_bytes()
+}
+
+fn unexpected(what: &str, value: &Value) -> StoreError {
+    StoreError::backend(format!(
+        "unexpected answer from the {what} script: {value:?}"
+    ))
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        _ => None,
+    }
+}
+
+fn fingerprint(value: &Value) -> Fingerprint {
+    bytes(value)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .map_or(Fingerprint::NONE, Fingerprint::from_bytes)
+}
+
+/// What one `BEGIN` answered.
+enum Found {
+    Claimed,
+    Completed(Completed),
+    InProgress(Fingerprint, Duration),
+}
+
+impl RedisStore {
+    async fn begin_once(
+        &self,
+        request: &Request,
+        token: Token,
+        lease: Duration,
+    ) -> Result<Found, StoreError> {
+        let key = self.record_key(request.namespace, &request.key);
+        let args = vec![
+            token.0.to_string().into_bytes(),
+            request.fingerprint.as_bytes().to_vec(),
+            millis(lease),
+        ];
+        let answer = self.run(&BEGIN, key, args).await?;
+        let Value::Array(parts) = &answer else {
+            return Err(unexpected("begin", &answer));
+        };
+        match parts.as_slice() {
+            [Value::Int(0)] => Ok(Found::Claimed),
+            [Value::Int(1), fp, value] => Ok(Found::Completed(Completed {
+                fingerprint: fingerprint(fp),
+                value: Arc::from(bytes(value).unwrap_or_default()),
+            })),
+            [Value::Int(2), fp, Value::Int(pttl)] => {
+                let remaining = u64::try_from(*pttl).map_or(lease, Duration::from_millis);
+                Ok(Found::InProgress(fingerprint(fp), remaining))
+            }
+            _ => Err(unexpected("begin", &answer)),
+        }
+    }
+}
+
+impl Store for RedisStore {
+    async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
+        let lease = request.lease.unwrap_or(self.inner.lease);
+        let token = fresh_token();
+        let mut registration = None;
+        loop {
+            match self.begin_once(request, token, lease).await? {
+                Found::Claimed => return Ok(Begin::Claimed(Claim::new(request, token, lease))),
+                Found::Completed(record) => return Ok(Begin::Completed(record)),
+                Found::InProgress(fingerprint, lease_remaining) => match registration.take() {
+                    // Listening from before this second look: a completion after it cannot
+                    // be missed.
+                    Some(registration) => {
+                        return Ok(Begin::InProgress(InFlight {
+                            fingerprint,
+                            lease_remaining,
+                            changed: Waiters::notification(registration),
+                        }))
+                    }
+                    None => {
+                        registration = Some(Waiters::register(&self.inner.waiters, request.key))
+                    }
+                },
+            }
+        }
+    }
+
+    async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
+        let (key, token) = self.claim_args(claim);
+        match self
+            .run(&RENEW, key, vec![token, millis(claim.lease())])
+            .await?
+        {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(StoreError::lease_lost()),
+            other => Err(unexpected("renew", &other)),
+        }
+    }
+
+    async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let (key, token) = self.claim_args(claim);
+        let args = vec![
+            token,
+            value.to_vec(),
+            millis(ttl),
+            self.inner.channel.clone().into_bytes(),
+            claim.key().to_string().into_bytes(),
+        ];
+        match self.run(&COMPLETE, key, args).await? {
+            Value::Int(1) => Ok(()),
+            Value::Int(0) => Err(StoreError::lease_lost()),
+            other => Err(unexpected("complete", &other)),
+        }
+    }
+
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        let (key, token) = self.claim_args(claim);
+        let args = vec![
+            token,
+            self.inner.channel.clone().into_bytes(),
+            claim.key().to_string().into_bytes(),
+        ];
+        match self.run(&RELEASE, key, args).await? {
+            Value::Int(0 | 1) => Ok(()),
+            other => Err(unexpected("release", &other)),
+        }
+    }
+
+    fn abandon(&self, claim: Claim) {
+        let store = self.clone();
+        // On the store's own thread: no runtime is needed where the call was dropped.
+        drop(self.inner.io.spawn(async move {
+            let _ = store.release(&claim).await;
+        }));
+    }
+}
+
+/// The local callers waiting for records of this store, by key.
+#[derive(Default)]
+struct Waiters {
+    by_key: Mutex<HashMap<Key, (watch::Sender<()>, usize)>>,
+}
+
+/// One caller's interest in a key, withdrawn on drop.
+struct Registration {
+    waiters: Arc<Waiters>,
+    key: Key,
+    changed: watch::Receiver<()>,
+}
+
+impl Waiters {
+    fn register(waiters: &Arc<Waiters>, key: Key) -> Registration {
+        let mut by_key = waiters.by_key.lock();
+        let (sender, count) = by_key
+            .entry(key)
+            .or_insert_with(|| (watch::Sender::new(()), 0));
+        *count += 1;
+        Registration {
+            waiters: Arc::clone(waiters),
+            key,
+            changed: sender.subscribe(),
+        }
+    }
+
+    fn notification(mut registration: Registration) -> Notification {
+        Notification::new(async move {
+            let _ = registration.changed.changed().await;
+            drop(registration);
+        })
+    }
+
+    fn wake(&self, key: &Key) {
+        if let Some((sender, _)) = self.by_key.lock().get(key) {
+            sender.send_replace(());
+        }
+    }
+
+    fn wake_all(&self) {
+        for (sender, _) in self.by_key.lock().values() {
+            sender.send_replace(());
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut by_key = self.waiters.by_key.lock();
+        if let Entry::Occupied(mut entry) = by_key.entry(self.key) {
+            entry.get_mut().1 -= 1;
+            if entry.get().1 == 0 {
+                entry.remove();
+            }
+        }
+    }
+}
+
+fn parse_key(hex: &[u8]) -> Option<Key> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        let text = std::str::from_utf8(pair).ok()?;
+        *byte = u8::from_str_radix(text, 16).ok()?;
+    }
+    Some(Key::from_bytes(out))
+}
+
+/// Listens for completions on the store's channel for as long as the store lives, and
+/// wakes the local waiters of each completed key. After a reconnection every waiter is
+/// woken to look again, since notices may have been missed meanwhile.
+async fn listen(
+    target: Target,
+    channel: String,
+    waiters: std::sync::Weak<Waiters>,
+    connect_timeout: Duration,
+) {
+    use futures_util::StreamExt as _;
+    let nodes = match target {
+        Target::Single(url) => vec![url],
+        Target::Cluster(nodes) => nodes,
+    };
+    let mut attempt = 0usize;
+    loop {
+        let url = &nodes[attempt % nodes.len()];
+        attempt += 1;
+        let subscribed = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        if let Ok(Ok(mut pubsub)) = tokio::time::timeout(connect_timeout, subscribed).await {
+            attempt = 0;
+            match waiters.upgrade() {
+                Some(waiters) => waiters.wake_all(),
+                None => return,
+            }
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Some(waiters) = waiters.upgrade() else {
+                    return;
+                };
+                if let Some(key) = parse_key(message.get_payload_bytes()) {
+                    waiters.wake(&key);
+                }
+            }
+        }
+        if waiters.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * (attempt.min(10) as u64))).await;
+    }
+}
