@@ -14,7 +14,7 @@ async fn ping(n: u32) -> Result<u32, AppError> {
 
 #[tokio::test]
 async fn an_installed_default_store_serves_every_function_and_cannot_be_replaced() {
-    let probe = Arc::new(Probe::default());
+    let probe: Arc<Probe> = Arc::new(Probe::default());
     set_default_store(Arc::clone(&probe)).unwrap();
     assert!(matches!(
         set_default_store(MemoryStore::new()),

@@ -61,8 +61,7 @@ pub struct RedisStore {
 struct Inner {
     conn: Connection,
     io: Handle,
-    /// Owns the I/O thread; shut down (without blocking) when the last handle goes.
-    runtime: Option<Runtime>,
+    _runtime: IoRuntime,
     prefix: String,
     channel: String,
     lease: Duration,
@@ -70,9 +69,13 @@ struct Inner {
     waiters: Arc<Waiters>,
 }
 
-impl Drop for Inner {
+/// Owns the store's I/O thread, and shuts it down without blocking when dropped, which
+/// may well happen inside an async task.
+struct IoRuntime(Option<Runtime>);
+
+impl Drop for IoRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
     }
@@ -199,13 +202,19 @@ impl RedisStoreBuilder {
                 self.prefix
             )));
         }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("idempotency-redis")
-            .enable_all()
-            .build()
-            .map_err(backend)?;
-        let io = runtime.handle().clone();
+        let runtime = IoRuntime(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("idempotency-redis")
+                .enable_all()
+                .build()
+                .map_err(backend)?,
+        ));
+        let io = runtime
+            .0
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| backend("no I/O runtime"))?;
         let target = self.target.clone();
         let (connect_timeout, response_timeout) = (self.connect_timeout, self.response_timeout);
         let connecting = io.spawn(async move {
@@ -234,7 +243,7 @@ impl RedisStoreBuilder {
             inner: Arc::new(Inner {
                 conn,
                 io,
-                runtime: Some(runtime),
+                _runtime: runtime,
                 prefix: self.prefix,
                 channel,
                 lease: self.lease,

@@ -31,11 +31,12 @@ impl AppError {
     }
 }
 
-/// A [`MemoryStore`] that counts what callers do and signals when they find a record in
-/// progress, so tests synchronise on real events instead of sleeping.
+/// A store (by default a [`MemoryStore`]) that counts what callers do and signals when
+/// they find a record in progress, so tests synchronise on real events instead of
+/// sleeping.
 #[derive(Default)]
-pub struct Probe {
-    pub inner: MemoryStore,
+pub struct Probe<S = MemoryStore> {
+    pub inner: S,
     begins: AtomicUsize,
     claims: AtomicUsize,
     busy: AtomicUsize,
@@ -45,7 +46,20 @@ pub struct Probe {
     keys: Mutex<Vec<Request>>,
 }
 
-impl Probe {
+impl<S> Probe<S> {
+    pub fn new(inner: S) -> Self {
+        Probe {
+            inner,
+            begins: AtomicUsize::default(),
+            claims: AtomicUsize::default(),
+            busy: AtomicUsize::default(),
+            completes: AtomicUsize::default(),
+            releases: AtomicUsize::default(),
+            changed: Notify::new(),
+            keys: Mutex::default(),
+        }
+    }
+
     pub fn begins(&self) -> usize {
         self.begins.load(Ordering::SeqCst)
     }
@@ -78,7 +92,7 @@ impl Probe {
     }
 }
 
-impl Store for Probe {
+impl<S: Store> Store for Probe<S> {
     async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
         self.begins.fetch_add(1, Ordering::SeqCst);
         self.keys.lock().unwrap().push(*request);
