@@ -8,7 +8,6 @@ mod support;
 use common::AppError;
 use idempotency::{idempotent, set_default_store, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 use support::RedisServer;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -39,40 +38,8 @@ fn a_default_redis_store_outlives_the_runtime_that_created_it() {
         assert_eq!(creator.block_on(ping(1)).unwrap(), 2);
     }
 
-    const THREADS: usize = 4;
-    let start = Arc::new(Barrier::new(THREADS));
-    let threads: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let start = Arc::clone(&start);
-            std::thread::spawn(move || {
-                let runtime = if i % 2 == 0 {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                } else {
-                    tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                }
-                .unwrap();
-                start.wait();
-                runtime.block_on(async {
-                    let calls: Vec<_> = (0..25).map(|_| tokio::spawn(ping(21))).collect();
-                    let mut values = Vec::new();
-                    for call in calls {
-                        values.push(call.await.unwrap().unwrap());
-                    }
-                    values
-                })
-            })
-        })
-        .collect();
-    let values: Vec<u32> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    assert_eq!(values, vec![42; THREADS * 25]);
+    let values = common::on_many_runtimes(4, 25, || async { ping(21).await.unwrap() });
+    assert_eq!(values, vec![42; 4 * 25]);
     assert_eq!(
         RUNS.load(Ordering::SeqCst),
         2,

@@ -6,7 +6,6 @@ use common::AppError;
 use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -42,40 +41,8 @@ fn the_generated_future_is_send_when_the_body_is() {
 
 #[test]
 fn the_default_store_serves_many_runtimes_at_once() {
-    const THREADS: usize = 6;
-    let start = Arc::new(Barrier::new(THREADS));
-    let threads: Vec<_> = (0..THREADS)
-        .map(|i| {
-            let start = Arc::clone(&start);
-            std::thread::spawn(move || {
-                let runtime = if i % 2 == 0 {
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                } else {
-                    tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(2)
-                        .enable_all()
-                        .build()
-                }
-                .unwrap();
-                start.wait();
-                runtime.block_on(async {
-                    let calls: Vec<_> = (0..50).map(|_| tokio::spawn(pay(77, 1_000))).collect();
-                    let mut receipts = Vec::new();
-                    for call in calls {
-                        receipts.push(call.await.unwrap().unwrap());
-                    }
-                    receipts
-                })
-            })
-        })
-        .collect();
-    let receipts: Vec<Receipt> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    assert_eq!(receipts.len(), THREADS * 50);
+    let receipts = common::on_many_runtimes(6, 50, || async { pay(77, 1_000).await.unwrap() });
+    assert_eq!(receipts.len(), 6 * 50);
     assert!(receipts.iter().all(|r| *r == receipts[0]));
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
 }

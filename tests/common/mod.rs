@@ -144,3 +144,46 @@ impl Gate {
         }
     }
 }
+
+/// Starts `threads` threads, each with a Tokio runtime of its own (current-thread and
+/// multi-thread in turn); once all are up, each spawns `calls` tasks of `call` at once.
+/// Returns every result.
+pub fn on_many_runtimes<T, F, Fut>(threads: usize, calls: usize, call: F) -> Vec<T>
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let start = std::sync::Arc::new(std::sync::Barrier::new(threads));
+    let handles: Vec<_> = (0..threads)
+        .map(|i| {
+            let (start, call) = (std::sync::Arc::clone(&start), call.clone());
+            std::thread::spawn(move || {
+                let runtime = if i % 2 == 0 {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                } else {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                }
+                .unwrap();
+                start.wait();
+                runtime.block_on(async {
+                    let tasks: Vec<_> = (0..calls).map(|_| tokio::spawn(call())).collect();
+                    let mut results = Vec::new();
+                    for task in tasks {
+                        results.push(task.await.unwrap());
+                    }
+                    results
+                })
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
+}
