@@ -117,9 +117,9 @@ pub use idempotent_macros::idempotent;
 #[doc(inline)]
 pub use idempotent_runtime::{
     default_store, key, record, set_default_store, validate_client_key, Begin, Claim, CodecError,
-    Completed, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key, KeyError, KeyHasher,
-    MemoryStore, MemoryStoreBuilder, Notification, Outcome, Request, Store, StoreError, Token,
-    MAX_CLIENT_KEY_LEN,
+    Completed, Decoded, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key, KeyError,
+    KeyHasher, MemoryStore, MemoryStoreBuilder, NamespaceKey, Notification, Outcome, Request,
+    Store, StoreError, Token, MAX_CLIENT_KEY_LEN,
 };
 
 #[cfg(feature = "conformance")]

@@ -126,6 +126,8 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         quote_spanned!(span=> ::idempotency::__private::Derivation::client_key(&mut #derivation, &#ident);)
     });
 
+    let store_binding = Ident::new("__idempotent_store", Span::mixed_site());
+    let derived = Ident::new("__idempotent_derived", Span::mixed_site());
     let store = match &attr.store {
         Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
         None => quote!(#private::default_store()),
@@ -162,9 +164,18 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     let body = Ident::new("__idempotent_body", Span::mixed_site());
     let execute = quote_spanned! {ret_span=>
         ::idempotency::__private::execute(
-            #store,
+            #store_binding,
             &__IDEMPOTENT_OPTIONS,
-            #derivation,
+            #derived,
+            {
+                // One of the two is used, whichever fits the type.
+                #[allow(unused_imports)]
+                use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
+                (&&::idempotency::__private::ReplayProbe::<
+                    <#ret as ::idempotency::__private::IdempotentResult>::Ok,
+                >::new())
+                .replayer()
+            },
             #body,
         )
         .await
@@ -181,14 +192,22 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 lease: #lease,
                 client_key: #client_key,
             };
-            let mut #derivation = #private::Derivation::new(
-                &__IDEMPOTENT_OPTIONS,
-                #private::type_name::<__IdempotentSite>(),
-            );
-            #(#generics)*
-            #(#key_args)*
-            #(#client_key_arg)*
-            #(#payload_args)*
+            static __IDEMPOTENT_NAMESPACE: #private::NamespaceCache = #private::NamespaceCache::new();
+            let #store_binding = #store;
+            // In a block of its own: the hashers' buffers stay on the stack, out of the future.
+            let #derived = {
+                let mut #derivation = #private::Derivation::new(
+                    &__IDEMPOTENT_OPTIONS,
+                    &__IDEMPOTENT_NAMESPACE,
+                    #private::type_name::<__IdempotentSite>(),
+                    #store_binding,
+                );
+                #(#generics)*
+                #(#key_args)*
+                #(#client_key_arg)*
+                #(#payload_args)*
+                #private::Derivation::finish(&mut #derivation)
+            };
             let #body = async move {
                 #anchor
                 #block

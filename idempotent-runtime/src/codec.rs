@@ -12,15 +12,23 @@
 use crate::error::CodecDetail;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::cell::Cell;
 
 const FORMAT_VERSION: u8 = 1;
 const JSON: u8 = b'J';
 const UNREPLAYABLE: u8 = b'X';
 
+thread_local! {
+    /// A buffer to encode into, returned by [`recycle`]: a miss allocates only the copy
+    /// the store keeps.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
 /// Encodes `value` for storage; when it cannot be encoded, the record says why instead,
 /// and the error is returned alongside it.
 pub(crate) fn encode<T: Serialize>(value: &T) -> (Vec<u8>, Option<CodecDetail>) {
-    let mut out = Vec::with_capacity(64);
+    let mut out = SPARE.take();
+    out.clear();
     out.extend_from_slice(&[FORMAT_VERSION, JSON]);
     match serde_json::to_writer(&mut out, value) {
         Ok(()) => (out, None),
@@ -30,6 +38,14 @@ pub(crate) fn encode<T: Serialize>(value: &T) -> (Vec<u8>, Option<CodecDetail>) 
             out.extend_from_slice(reason.as_bytes());
             (out, Some(CodecDetail::Encode(reason)))
         }
+    }
+}
+
+/// Gives a buffer from [`encode`] back for the next encoding on this thread.
+pub(crate) fn recycle(buffer: Vec<u8>) {
+    // A rare huge result does not pin its memory to the thread.
+    if buffer.capacity() <= 64 * 1024 {
+        SPARE.set(buffer);
     }
 }
 

@@ -8,6 +8,12 @@ use std::fmt;
 /// Where encoded bytes go: a hasher, in practice.
 pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// One byte: tags and varints are written a byte at a time.
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.put(&[byte]);
+    }
 }
 
 impl Sink for blake3::Hasher {
@@ -25,27 +31,56 @@ pub(crate) fn encode<S: Sink, T: Serialize + ?Sized>(
     value.serialize(Encoder { sink })
 }
 
+/// Writes `v` as an unsigned LEB128 varint: seven bits a byte, low bits first, the top bit
+/// set on every byte but the last. Small numbers and lengths take one byte.
+#[inline]
+pub(crate) fn put_varint<S: Sink>(sink: &mut S, mut v: u64) {
+    while v >= 0x80 {
+        // The low seven bits, with the continuation bit: the mask makes the cast exact.
+        #[allow(clippy::cast_possible_truncation, reason = "masked to seven bits")]
+        sink.put_byte((v & 0x7f) as u8 | 0x80);
+        v >>= 7;
+    }
+    #[allow(clippy::cast_possible_truncation, reason = "below 0x80")]
+    sink.put_byte(v as u8);
+}
+
 #[inline]
 fn put_len<S: Sink>(sink: &mut S, len: usize) {
-    sink.put(&(len as u64).to_le_bytes());
+    put_varint(sink, len as u64);
 }
 
 #[inline]
 pub(crate) fn put_str<S: Sink>(sink: &mut S, s: &str) {
-    sink.put(b"s");
+    sink.put_byte(b's');
     put_len(sink, s.len());
     sink.put(s.as_bytes());
 }
 
 #[inline]
+fn put_u64<S: Sink>(sink: &mut S, v: u64) {
+    sink.put_byte(b'u');
+    put_varint(sink, v);
+}
+
+#[inline]
+fn put_i64<S: Sink>(sink: &mut S, v: i64) {
+    match u64::try_from(v) {
+        Ok(non_negative) => put_u64(sink, non_negative),
+        Err(_) => {
+            // -1 is 0, -2 is 1, ...: `!v` of a negative number is its magnitude less one.
+            sink.put_byte(b'i');
+            put_varint(sink, !v as u64);
+        }
+    }
+}
+
+#[inline]
 fn put_u128<S: Sink>(sink: &mut S, v: u128) {
     match u64::try_from(v) {
-        Ok(small) => {
-            sink.put(b"u");
-            sink.put(&small.to_le_bytes());
-        }
+        Ok(small) => put_u64(sink, small),
         Err(_) => {
-            sink.put(b"U");
+            sink.put_byte(b'U');
             sink.put(&v.to_le_bytes());
         }
     }
@@ -55,12 +90,9 @@ fn put_u128<S: Sink>(sink: &mut S, v: u128) {
 fn put_i128<S: Sink>(sink: &mut S, v: i128) {
     match (u128::try_from(v), i64::try_from(v)) {
         (Ok(non_negative), _) => put_u128(sink, non_negative),
-        (Err(_), Ok(small)) => {
-            sink.put(b"i");
-            sink.put(&small.to_le_bytes());
-        }
+        (Err(_), Ok(small)) => put_i64(sink, small),
         (Err(_), Err(_)) => {
-            sink.put(b"I");
+            sink.put_byte(b'I');
             sink.put(&v.to_le_bytes());
         }
     }
@@ -114,7 +146,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
     type SerializeStructVariant = Self;
 
     fn serialize_bool(self, v: bool) -> Result<(), EncodeError> {
-        self.sink.put(if v { b"1" } else { b"0" });
+        self.sink.put_byte(if v { b'1' } else { b'0' });
         Ok(())
     }
     fn serialize_i8(self, v: i8) -> Result<(), EncodeError> {
@@ -127,14 +159,8 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         self.serialize_i64(v.into())
     }
     fn serialize_i64(self, v: i64) -> Result<(), EncodeError> {
-        match u64::try_from(v) {
-            Ok(non_negative) => self.serialize_u64(non_negative),
-            Err(_) => {
-                self.sink.put(b"i");
-                self.sink.put(&v.to_le_bytes());
-                Ok(())
-            }
-        }
+        put_i64(self.sink, v);
+        Ok(())
     }
     fn serialize_i128(self, v: i128) -> Result<(), EncodeError> {
         put_i128(self.sink, v);
@@ -150,8 +176,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         self.serialize_u64(v.into())
     }
     fn serialize_u64(self, v: u64) -> Result<(), EncodeError> {
-        self.sink.put(b"u");
-        self.sink.put(&v.to_le_bytes());
+        put_u64(self.sink, v);
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Result<(), EncodeError> {
@@ -167,7 +192,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         } else {
             v.to_bits()
         };
-        self.sink.put(b"f");
+        self.sink.put_byte(b'f');
         self.sink.put(&bits.to_le_bytes());
         Ok(())
     }
@@ -180,21 +205,21 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         Ok(())
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), EncodeError> {
-        self.sink.put(b"b");
+        self.sink.put_byte(b'b');
         put_len(self.sink, v.len());
         self.sink.put(v);
         Ok(())
     }
     fn serialize_none(self) -> Result<(), EncodeError> {
-        self.sink.put(b"N");
+        self.sink.put_byte(b'N');
         Ok(())
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), EncodeError> {
-        self.sink.put(b"S");
+        self.sink.put_byte(b'S');
         value.serialize(self)
     }
     fn serialize_unit(self) -> Result<(), EncodeError> {
-        self.sink.put(b"Z");
+        self.sink.put_byte(b'Z');
         Ok(())
     }
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), EncodeError> {
@@ -206,7 +231,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         _index: u32,
         variant: &'static str,
     ) -> Result<(), EncodeError> {
-        self.sink.put(b"e");
+        self.sink.put_byte(b'e');
         put_str(self.sink, variant);
         Ok(())
     }
@@ -224,12 +249,12 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         variant: &'static str,
         value: &T,
     ) -> Result<(), EncodeError> {
-        self.sink.put(b"v");
+        self.sink.put_byte(b'v');
         put_str(self.sink, variant);
         value.serialize(self)
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Self, EncodeError> {
-        self.sink.put(b"[");
+        self.sink.put_byte(b'[');
         Ok(self)
     }
     fn serialize_tuple(self, len: usize) -> Result<Self, EncodeError> {
@@ -245,7 +270,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         variant: &'static str,
         len: usize,
     ) -> Result<Self, EncodeError> {
-        self.sink.put(b"v");
+        self.sink.put_byte(b'v');
         put_str(self.sink, variant);
         self.serialize_seq(Some(len))
     }
@@ -257,7 +282,7 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         })
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self, EncodeError> {
-        self.sink.put(b"(");
+        self.sink.put_byte(b'(');
         Ok(self)
     }
     fn serialize_struct_variant(
@@ -267,9 +292,9 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         variant: &'static str,
         _len: usize,
     ) -> Result<Self, EncodeError> {
-        self.sink.put(b"v");
+        self.sink.put_byte(b'v');
         put_str(self.sink, variant);
-        self.sink.put(b"(");
+        self.sink.put_byte(b'(');
         Ok(self)
     }
 }
@@ -284,8 +309,8 @@ impl<S: Sink> Encoder<'_, S> {
         put_str(self.sink, name);
         self.element(value)
     }
-    fn close(self, tag: &[u8]) -> Result<(), EncodeError> {
-        self.sink.put(tag);
+    fn close(self, tag: u8) -> Result<(), EncodeError> {
+        self.sink.put_byte(tag);
         Ok(())
     }
 }
@@ -297,7 +322,7 @@ impl<S: Sink> ser::SerializeSeq for Encoder<'_, S> {
         self.element(value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b"]")
+        self.close(b']')
     }
 }
 
@@ -308,7 +333,7 @@ impl<S: Sink> ser::SerializeTuple for Encoder<'_, S> {
         self.element(value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b"]")
+        self.close(b']')
     }
 }
 
@@ -319,7 +344,7 @@ impl<S: Sink> ser::SerializeTupleStruct for Encoder<'_, S> {
         self.element(value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b"]")
+        self.close(b']')
     }
 }
 
@@ -330,7 +355,7 @@ impl<S: Sink> ser::SerializeTupleVariant for Encoder<'_, S> {
         self.element(value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b"]")
+        self.close(b']')
     }
 }
 
@@ -345,7 +370,7 @@ impl<S: Sink> ser::SerializeStruct for Encoder<'_, S> {
         self.field(key, value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b")")
+        self.close(b')')
     }
 }
 
@@ -360,7 +385,7 @@ impl<S: Sink> ser::SerializeStructVariant for Encoder<'_, S> {
         self.field(key, value)
     }
     fn end(self) -> Result<(), EncodeError> {
-        self.close(b")")
+        self.close(b')')
     }
 }
 
@@ -384,12 +409,12 @@ impl<S: Sink> ser::SerializeMap for MapEncoder<'_, S> {
     }
     fn end(mut self) -> Result<(), EncodeError> {
         self.entries.sort_unstable();
-        self.sink.put(b"{");
+        self.sink.put_byte(b'{');
         put_len(self.sink, self.entries.len());
         for digest in &self.entries {
             self.sink.put(digest);
         }
-        self.sink.put(b"}");
+        self.sink.put_byte(b'}');
         Ok(())
     }
 }
@@ -409,6 +434,19 @@ mod tests {
         let mut out = Bytes(Vec::new());
         encode(&mut out, value).unwrap();
         out.0
+    }
+
+    #[test]
+    fn varints_are_leb128() {
+        assert_eq!(bytes(&0u8), b"u\x00");
+        assert_eq!(bytes(&127u8), b"u\x7f");
+        assert_eq!(bytes(&128u16), b"u\x80\x01");
+        assert_eq!(bytes(&300u32), b"u\xac\x02");
+        assert_eq!(bytes(&u64::MAX).len(), 11);
+        assert_eq!(bytes(&-1i8), b"i\x00");
+        assert_eq!(bytes(&-129i16), b"i\x80\x01");
+        assert_eq!(bytes(&i64::MIN).len(), 10);
+        assert_eq!(bytes("ab"), b"s\x02ab");
     }
 
     #[test]

@@ -2,14 +2,18 @@
 
 use crate::codec;
 use crate::error::{CodecDetail, CodecError, Error};
-use crate::key::{Fingerprint, Key, KeyHasher};
+use crate::key::{Fingerprint, Key, KeyHasher, NamespaceKey};
 use crate::options::{Options, LEASE_MARGIN};
-use crate::record::{Begin, Claim, Request};
+use crate::record::{Begin, Claim, Decoded, Request};
 use crate::store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::fmt;
 use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
 use std::pin::pin;
+use std::sync::Arc;
+use std::sync::OnceLock;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -79,6 +83,87 @@ pub trait ClientKey: AsRef<str> {}
 
 impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 
+/// How a replay gets its value: by cloning the decoded value a store in this process kept
+/// (for `Clone` types), or by decoding the stored bytes.
+pub struct Replayer<T> {
+    clone_decoded: Option<fn(&Decoded) -> Option<T>>,
+    to_decoded: Option<fn(&T) -> Decoded>,
+}
+
+impl<T> fmt::Debug for Replayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Replayer")
+            .field("clones", &self.clone_decoded.is_some())
+            .finish()
+    }
+}
+
+impl<T> Replayer<T> {
+    /// The value a store in this process kept decoded, cloned, if it has one.
+    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<T> {
+        let clone_decoded = self.clone_decoded?;
+        let mut value = None;
+        store.with_decoded(request, &mut |decoded| {
+            value = clone_decoded(decoded);
+            value.is_some()
+        });
+        value
+    }
+
+    fn decoded(&self, value: &T) -> Option<Decoded> {
+        self.to_decoded.map(|to_decoded| to_decoded(value))
+    }
+}
+
+/// Picks the [`Replayer`] of `T` at the call site, by autoref specialization: a `Clone`
+/// type replays by cloning, any other by decoding. Generated code calls
+/// `(&&ReplayProbe::<T>::new()).replayer()` with both traits in scope.
+pub struct ReplayProbe<T>(PhantomData<T>);
+
+impl<T> ReplayProbe<T> {
+    /// The probe.
+    #[must_use]
+    pub const fn new() -> Self {
+        ReplayProbe(PhantomData)
+    }
+}
+
+impl<T> Default for ReplayProbe<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Chosen for `Clone` types.
+pub trait ReplayByClone<T> {
+    /// The replayer.
+    fn replayer(&self) -> Replayer<T>;
+}
+
+impl<T: Clone + Send + Sync + 'static> ReplayByClone<T> for &ReplayProbe<T> {
+    fn replayer(&self) -> Replayer<T> {
+        Replayer {
+            clone_decoded: Some(|decoded| decoded.downcast_ref::<T>().cloned()),
+            to_decoded: Some(|value| Arc::new(value.clone())),
+        }
+    }
+}
+
+/// Chosen for every other type.
+pub trait ReplayByDecode<T> {
+    /// The replayer.
+    fn replayer(&self) -> Replayer<T>;
+}
+
+impl<T> ReplayByDecode<T> for ReplayProbe<T> {
+    fn replayer(&self) -> Replayer<T> {
+        Replayer {
+            clone_decoded: None,
+            to_decoded: None,
+        }
+    }
+}
+
 /// The parameters that take part in the key must be serializable.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of an idempotency key",
@@ -89,6 +174,25 @@ pub trait KeyArg: Serialize {}
 
 impl<T: Serialize + ?Sized> KeyArg for T {}
 
+/// A function's namespace and the keys derived from it, computed at its first call: a
+/// `static` of the generated code.
+#[derive(Debug)]
+pub struct NamespaceCache(OnceLock<(&'static str, NamespaceKey)>);
+
+impl NamespaceCache {
+    /// An empty cache.
+    #[must_use]
+    pub const fn new() -> Self {
+        NamespaceCache(OnceLock::new())
+    }
+}
+
+impl Default for NamespaceCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A function's namespace and the key material of one call, gathered by generated code.
 #[derive(Debug)]
 pub struct Derivation {
@@ -98,18 +202,43 @@ pub struct Derivation {
     invalid: Option<Error>,
 }
 
+/// The outcome of a [`Derivation`]: the namespace, key and fingerprint of a call, or why
+/// there is none.
+#[derive(Debug)]
+pub struct Derived(Result<(&'static str, Key, Fingerprint), Error>);
+
 impl Derivation {
     /// Starts the key of a call of the function described by `options`, whose path is the
     /// type name of a marker defined in its body (`site`).
     #[must_use]
-    pub fn new(options: &Options, site: &'static str) -> Self {
-        let namespace = namespace(options, site);
+    pub fn new<S: Store + ?Sized>(
+        options: &Options,
+        cache: &NamespaceCache,
+        site: &'static str,
+        store: &S,
+    ) -> Self {
+        let (namespace, keys) = cache.0.get_or_init(|| {
+            let namespace = namespace(options, site);
+            (namespace, NamespaceKey::new(namespace))
+        });
+        // Records that never leave this process need no key that other processes share.
+        let local = store.in_process();
+        let key = if local {
+            KeyHasher::local(keys)
+        } else {
+            KeyHasher::with_namespace(keys)
+        };
+        let fingerprint = options.client_key.then(|| {
+            if local {
+                KeyHasher::local_fingerprint(keys)
+            } else {
+                KeyHasher::fingerprint_with_namespace(keys)
+            }
+        });
         Derivation {
             namespace,
-            key: KeyHasher::new(namespace),
-            fingerprint: options
-                .client_key
-                .then(|| KeyHasher::fingerprint(namespace)),
+            key,
+            fingerprint,
             invalid: None,
         }
     }
@@ -141,9 +270,15 @@ impl Derivation {
         }
     }
 
-    fn finish(self) -> Result<(&'static str, Key, Fingerprint), Error> {
+    /// Hashes what was gathered.
+    #[must_use]
+    pub fn finish(&mut self) -> Derived {
+        Derived(self.digests())
+    }
+
+    fn digests(&mut self) -> Result<(&'static str, Key, Fingerprint), Error> {
         let namespace = self.namespace;
-        if let Some(err) = self.invalid {
+        if let Some(err) = self.invalid.take() {
             return Err(err);
         }
         let codec = |err| Error::Codec(CodecError::new(namespace, CodecDetail::Key(err)));
@@ -168,7 +303,13 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
 
 /// Runs one call: replays a completed record, waits for an attempt in flight, or claims
 /// the key and runs `body` under the claim.
-pub async fn execute<R, S, F>(store: &S, options: &Options, derivation: Derivation, body: F) -> R
+pub async fn execute<R, S, F>(
+    store: &S,
+    options: &Options,
+    derived: Derived,
+    replayer: Replayer<R::Ok>,
+    body: F,
+) -> R
 where
     R: IdempotentResult,
     R::Ok: Stored,
@@ -176,7 +317,7 @@ where
     S: Store + ?Sized,
     F: Future<Output = R>,
 {
-    let (namespace, key, fingerprint) = match derivation.finish() {
+    let (namespace, key, fingerprint) = match derived.0 {
         Ok(parts) => parts,
         Err(err) => return fail::<R>(err),
     };
@@ -193,6 +334,11 @@ where
     };
     let mut started = None;
     loop {
+        // The replay fast path, first and again after every wait: a duplicate woken by a
+        // completion clones what the first replay decoded.
+        if let Some(value) = replayer.kept(store, &request) {
+            return R::from_ok(value);
+        }
         let begin = match store.begin(&request).await {
             Ok(begin) => begin,
             Err(err) => return fail::<R>(Error::Store(err)),
@@ -201,7 +347,13 @@ where
             Begin::Completed(record) if record.fingerprint != fingerprint => return mismatch(),
             Begin::Completed(record) => {
                 return match codec::decode(&record.value) {
-                    Ok(value) => R::from_ok(value),
+                    Ok(value) => {
+                        // The decoded form, so that a replayed `Outcome` stays replayed.
+                        if let Some(decoded) = replayer.decoded(&value) {
+                            store.keep_decoded(&key, &record, decoded);
+                        }
+                        R::from_ok(value)
+                    }
                     Err(detail) => fail::<R>(Error::Codec(CodecError::new(namespace, detail))),
                 };
             }
@@ -219,10 +371,11 @@ where
                 // Woken by the holder's completion or release; the lease bounds the wait
                 // on a holder that died, which sends no notice.
                 let recheck = deadline.min(now + flight.lease_remaining + LEASE_MARGIN);
-                let _ = tokio::time::timeout_at(recheck, flight.changed).await;
+                // Boxed, like the claimed path: the hit path's future stays small.
+                let _ = Box::pin(tokio::time::timeout_at(recheck, flight.changed)).await;
             }
             Begin::Claimed(claim) => {
-                return run_claimed(store, options, namespace, claim, body).await
+                return Box::pin(run_claimed(store, options, namespace, claim, body)).await
             }
         }
     }
@@ -285,6 +438,7 @@ where
         Ok(value) => {
             let (bytes, _unencodable) = codec::encode(&value);
             let completed = store.complete(guard.claim(), &bytes, options.ttl).await;
+            codec::recycle(bytes);
             guard.disarm();
             match completed {
                 Err(err) if err.is_lease_lost() => fail::<R>(Error::LeaseLost {

@@ -1,47 +1,59 @@
 //! Keys: what identifies a record, derived from a function's namespace and arguments.
 //!
-//! A [`Key`] is the first 16 bytes of a BLAKE3 hash over a canonical encoding (see the
-//! table in the crate documentation) of:
+//! A [`Key`] is the first 16 bytes of a keyed BLAKE3 hash:
 //!
-//! 1. the string `idempotency/key/v1` (the key format version),
-//! 2. the function's namespace (its `name = ".."`, or the path of the function),
-//! 3. for a generic function, tag `g` and the type name of each generic argument,
-//! 4. then either, for a key derived from the arguments, tag `a`, the parameter's name and
-//!    its value for every parameter not in `skip(..)`, in ascending order of the names;
-//!    or, for a client-supplied key (`key = ..`), tag `a`, name and value for each
-//!    `scope(..)` parameter in ascending order of the names, then tag `k` and the key.
+//! ```text
+//! namespace key = BLAKE3( str("idempotency/key/v1") ++ str(namespace) )        (32 bytes)
+//! key           = BLAKE3-keyed( namespace key, parts )[..16]
+//! ```
+//!
+//! where `namespace` is the function's `name = ".."` or its path, `str` is the string
+//! encoding below, and `parts` is, in order:
+//!
+//! 1. for a generic function, tag `g` and `str` of each generic argument's type name;
+//! 2. then either, for a key derived from the arguments, tag `a`, `str` of the parameter's
+//!    name and its value for every parameter not in `skip(..)`, in ascending order of the
+//!    names; or, for a client-supplied key (`key = ..`), tag `a`, name and value for each
+//!    `scope(..)` parameter in ascending order of the names, then tag `k` and `str` of the
+//!    key.
+//!
+//! The namespace key is computed once per function, so a call hashes only its arguments:
+//! one BLAKE3 block for a typical handler.
+//!
+//! A [`Fingerprint`] is the same construction with `idempotency/fingerprint/v1` over the
+//! remaining parameters; it is only used with client-supplied keys.
 //!
 //! ## Values
 //!
 //! Every value of the serde data model is written as a tag byte followed by its payload, so
 //! the encoding is prefix-free (no two different values share an encoding) and needs no
 //! allocation except for maps. The rules, which are part of the key format and must never
-//! change within a format version (`tests/key_stability.rs` pins them with golden values):
+//! change within a format version (`tests/keys.rs` pins them with golden values computed independently):
 //!
 //! | value | encoding |
 //! |---|---|
 //! | `false`, `true` | `0`, `1` |
-//! | integer `0 ..= u64::MAX`, whatever its Rust type | `u`, 8 bytes little-endian |
-//! | integer `i64::MIN ..= -1` | `i`, 8 bytes little-endian two's complement |
+//! | integer `0 ..= u64::MAX`, whatever its Rust type | `u`, the value as a varint |
+//! | integer `v` in `i64::MIN ..= -1` | `i`, `-(v + 1)` as a varint |
 //! | larger `u128` / smaller `i128` | `U` / `I`, 16 bytes little-endian |
 //! | `f32`, `f64` | `f`, the `f64` bits little-endian (an `f32` is widened first; every NaN is `0x7ff8_0000_0000_0000`) |
-//! | `char`, string | `s`, byte length as 8 bytes little-endian, UTF-8 bytes |
-//! | byte string | `b`, byte length as 8 bytes little-endian, bytes |
+//! | `char`, string | `s`, byte length as a varint, UTF-8 bytes |
+//! | byte string | `b`, byte length as a varint, bytes |
 //! | `None` / `Some(v)` | `N` / `S` then `v` |
 //! | `()`, unit struct | `Z` |
 //! | newtype struct `W(v)` | `v` (transparent) |
 //! | sequence, tuple, tuple struct | `[`, each element, `]` |
 //! | struct | `(`, each field as its name (a string) then its value, in declaration order, `)` |
-//! | map | `{`, entry count as 8 bytes little-endian, each entry's 16-byte digest in ascending byte order, `}` |
+//! | map | `{`, entry count as a varint, each entry's 16-byte digest in ascending byte order, `}` |
 //! | unit variant | `e`, the variant name as a string |
 //! | newtype, tuple or struct variant | `v`, the variant name as a string, then the payload as above |
 //!
-//! An entry digest is the first 16 bytes of BLAKE3 over the encoding of the key followed by
+//! A varint is unsigned LEB128: seven bits a byte, low bits first, the top bit set on every
+//! byte but the last (so 300 is `ac 02`).
+//!
+//! An entry digest is the first 16 bytes of (unkeyed) BLAKE3 over the encoding of the key followed by
 //! the encoding of the value. Sorting the digests makes a map's encoding independent of its
 //! iteration order, so two `HashMap`s with the same contents always agree.
-//!
-//! A [`Fingerprint`] is the same construction over `idempotency/fingerprint/v1` and the
-//! remaining parameters; it is only used with client-supplied keys.
 //!
 //! Nothing in it depends on the process, the platform, the Rust release or the order in
 //! which a map iterates, so a key computed on one machine finds the record written by
@@ -51,7 +63,11 @@
 use crate::encoding::{self, put_str, EncodeError, Sink};
 use crate::error::InvalidKey;
 use serde::Serialize;
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::collections::hash_map::RandomState;
 use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 
 /// The longest client-supplied idempotency key accepted, in bytes (as Stripe's API).
 pub const MAX_CLIENT_KEY_LEN: usize = 255;
@@ -129,6 +145,61 @@ pub fn validate_client_key(key: &str) -> Result<(), InvalidKey> {
     }
 }
 
+/// The keys of the keyed hashes of one namespace, for keys and for fingerprints: derived
+/// once per function by the generated code, since every call of it shares them.
+///
+/// ```
+/// use idempotent_runtime::{KeyHasher, NamespaceKey};
+///
+/// let namespace = NamespaceKey::new("orders.create");
+/// let mut cached = KeyHasher::with_namespace(&namespace);
+/// cached.arg("customer", &42u64);
+/// let mut direct = KeyHasher::new("orders.create");
+/// direct.arg("customer", &42u64);
+/// assert_eq!(cached.finish().unwrap(), direct.finish().unwrap());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct NamespaceKey {
+    key: [u8; 32],
+    fingerprint: [u8; 32],
+    local_key: [u8; 16],
+    local_fingerprint: [u8; 16],
+}
+
+impl fmt::Debug for NamespaceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NamespaceKey").finish_non_exhaustive()
+    }
+}
+
+impl NamespaceKey {
+    const KEY_DOMAIN: &'static str = "idempotency/key/v1";
+    const FINGERPRINT_DOMAIN: &'static str = "idempotency/fingerprint/v1";
+
+    /// Derives the keys of `namespace`.
+    #[must_use]
+    pub fn new(namespace: &str) -> Self {
+        let derive = |domain: &str| {
+            let mut hasher = blake3::Hasher::new();
+            put_str(&mut hasher, domain);
+            put_str(&mut hasher, namespace);
+            *hasher.finalize().as_bytes()
+        };
+        let (key, fingerprint) = (derive(Self::KEY_DOMAIN), derive(Self::FINGERPRINT_DOMAIN));
+        let local = |stable: &[u8; 32]| {
+            let mut out = [0; 16];
+            out.copy_from_slice(&blake3::keyed_hash(process_secret(), stable).as_bytes()[..16]);
+            out
+        };
+        NamespaceKey {
+            key,
+            fingerprint,
+            local_key: local(&key),
+            local_fingerprint: local(&fingerprint),
+        }
+    }
+}
+
 /// Builds a [`Key`] or a [`Fingerprint`] from a namespace and named values, with the
 /// encoding described in the [module documentation](self). The `#[idempotent]` attribute
 /// generates these calls; an application can make the same ones to find a function's
@@ -141,61 +212,6 @@ pub struct KeyHasher {
     error: Option<EncodeError>,
 }
 
-/// Hashes through a stack buffer: the whole input of a typical key fits in it, so one
-/// one-shot BLAKE3 call does the work and nothing is allocated. Longer inputs spill into
-/// a streaming hasher, which gives the same digest.
-#[derive(Clone)]
-struct Buffered {
-    len: usize,
-    buf: [u8; Buffered::CAPACITY],
-    spill: Option<Box<blake3::Hasher>>,
-}
-
-impl Buffered {
-    const CAPACITY: usize = 192;
-
-    fn new() -> Self {
-        Buffered {
-            len: 0,
-            buf: [0; Self::CAPACITY],
-            spill: None,
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        self.put(bytes);
-    }
-
-    fn finalize(&self) -> blake3::Hash {
-        match &self.spill {
-            None => blake3::hash(&self.buf[..self.len]),
-            Some(spill) => {
-                let mut hasher = (**spill).clone();
-                hasher.update(&self.buf[..self.len]);
-                hasher.finalize()
-            }
-        }
-    }
-}
-
-impl Sink for Buffered {
-    #[inline]
-    fn put(&mut self, bytes: &[u8]) {
-        let end = self.len + bytes.len();
-        if end <= Self::CAPACITY {
-            self.buf[self.len..end].copy_from_slice(bytes);
-            self.len = end;
-            return;
-        }
-        let spill = self
-            .spill
-            .get_or_insert_with(|| Box::new(blake3::Hasher::new()));
-        spill.update(&self.buf[..self.len]);
-        spill.update(bytes);
-        self.len = 0;
-    }
-}
-
 impl fmt::Debug for KeyHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyHasher").finish_non_exhaustive()
@@ -203,27 +219,50 @@ impl fmt::Debug for KeyHasher {
 }
 
 impl KeyHasher {
-    const KEY_DOMAIN: &'static str = "idempotency/key/v1";
-    const FINGERPRINT_DOMAIN: &'static str = "idempotency/fingerprint/v1";
-
     /// Starts a key in `namespace`.
     #[must_use]
     pub fn new(namespace: &str) -> Self {
-        Self::with_domain(Self::KEY_DOMAIN, namespace)
+        Self::with_namespace(&NamespaceKey::new(namespace))
     }
 
     /// Starts a payload fingerprint in `namespace`.
     #[must_use]
     pub fn fingerprint(namespace: &str) -> Self {
-        Self::with_domain(Self::FINGERPRINT_DOMAIN, namespace)
+        Self::fingerprint_with_namespace(&NamespaceKey::new(namespace))
     }
 
-    fn with_domain(domain: &str, namespace: &str) -> Self {
-        let mut hasher = Buffered::new();
-        put_str(&mut hasher, domain);
-        put_str(&mut hasher, namespace);
+    /// Starts a key in a namespace whose keys were derived before.
+    #[must_use]
+    pub fn with_namespace(namespace: &NamespaceKey) -> Self {
+        Self::using(Algorithm::Stable(namespace.key))
+    }
+
+    /// Starts a payload fingerprint in a namespace whose keys were derived before.
+    #[must_use]
+    pub fn fingerprint_with_namespace(namespace: &NamespaceKey) -> Self {
+        Self::using(Algorithm::Stable(namespace.fingerprint))
+    }
+
+    /// Starts a **process-local** key: the same encoding, hashed with SipHash-1-3-128
+    /// under a key derived from the namespace and a random secret of this process. Only
+    /// for stores whose records never leave the process
+    /// ([`Store::in_process`](crate::Store::in_process)): it is four times cheaper than
+    /// the stable key, and clients can no more aim a collision at it, since they cannot
+    /// know the secret.
+    #[must_use]
+    pub fn local(namespace: &NamespaceKey) -> Self {
+        Self::using(Algorithm::Local(namespace.local_key))
+    }
+
+    /// Starts a process-local payload fingerprint (see [`KeyHasher::local`]).
+    #[must_use]
+    pub fn local_fingerprint(namespace: &NamespaceKey) -> Self {
+        Self::using(Algorithm::Local(namespace.local_fingerprint))
+    }
+
+    fn using(algorithm: Algorithm) -> Self {
         KeyHasher {
-            hasher,
+            hasher: Buffered::new(algorithm),
             error: None,
         }
     }
@@ -231,7 +270,7 @@ impl KeyHasher {
     /// Adds the name of a generic argument of the function, so that each instantiation
     /// has its own records.
     pub fn generic(&mut self, type_name: &str) -> &mut Self {
-        self.hasher.update(b"g");
+        self.hasher.put_byte(b'g');
         put_str(&mut self.hasher, type_name);
         self
     }
@@ -239,7 +278,7 @@ impl KeyHasher {
     /// Adds the parameter `name` with `value`.
     pub fn arg<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> &mut Self {
         if self.error.is_none() {
-            self.hasher.update(b"a");
+            self.hasher.put_byte(b'a');
             put_str(&mut self.hasher, name);
             if let Err(err) = encoding::encode(&mut self.hasher, value) {
                 self.error = Some(EncodeError(format!("argument `{name}`: {err}")));
@@ -255,18 +294,16 @@ impl KeyHasher {
     /// The key is empty or longer than [`MAX_CLIENT_KEY_LEN`] bytes.
     pub fn client_key(&mut self, key: &str) -> Result<&mut Self, InvalidKey> {
         validate_client_key(key)?;
-        self.hasher.update(b"k");
+        self.hasher.put_byte(b'k');
         put_str(&mut self.hasher, key);
         Ok(self)
     }
 
     fn digest(&self) -> Result<[u8; 16], KeyError> {
-        if let Some(err) = &self.error {
-            return Err(KeyError(err.0.clone()));
+        match &self.error {
+            Some(err) => Err(KeyError(err.0.clone())),
+            None => Ok(self.hasher.finalize()),
         }
-        let mut out = [0; 16];
-        out.copy_from_slice(&self.hasher.finalize().as_bytes()[..16]);
-        Ok(out)
     }
 
     /// The key.
@@ -286,6 +323,124 @@ impl KeyHasher {
     pub fn finish_fingerprint(&self) -> Result<Fingerprint, KeyError> {
         self.digest().map(Fingerprint)
     }
+}
+
+/// How a [`KeyHasher`] finishes.
+#[derive(Clone, Copy)]
+enum Algorithm {
+    /// Keyed BLAKE3 under a namespace key: the stable key.
+    Stable([u8; 32]),
+    /// SipHash-1-3-128 under a per-namespace key derived from this process's secret.
+    Local([u8; 16]),
+}
+
+/// What a long input spills into.
+#[derive(Clone)]
+enum Spill {
+    Stable(Box<blake3::Hasher>),
+    Local(SipHasher13),
+}
+
+/// Hashes through a stack buffer: the whole input of a typical key fits in it, so one
+/// one-shot hash call does the work and nothing is allocated. Longer inputs spill into a
+/// streaming hasher, which gives the same digest.
+#[derive(Clone)]
+struct Buffered {
+    algorithm: Algorithm,
+    len: usize,
+    buf: [u8; Buffered::CAPACITY],
+    spill: Option<Spill>,
+}
+
+impl Buffered {
+    const CAPACITY: usize = 256;
+
+    fn new(algorithm: Algorithm) -> Self {
+        Buffered {
+            algorithm,
+            len: 0,
+            buf: [0; Self::CAPACITY],
+            spill: None,
+        }
+    }
+
+    fn finalize(&self) -> [u8; 16] {
+        let tail = &self.buf[..self.len];
+        let mut out = [0; 16];
+        match (&self.spill, self.algorithm) {
+            (None, Algorithm::Stable(key)) => {
+                out.copy_from_slice(&blake3::keyed_hash(&key, tail).as_bytes()[..16]);
+            }
+            (None, Algorithm::Local(key)) => {
+                let mut hasher = SipHasher13::new_with_key(&key);
+                hasher.write(tail);
+                out = hasher.finish128().as_bytes();
+            }
+            (Some(Spill::Stable(spill)), _) => {
+                let mut hasher = (**spill).clone();
+                hasher.update(tail);
+                out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+            }
+            (Some(Spill::Local(spill)), _) => {
+                let mut hasher = *spill;
+                hasher.write(tail);
+                out = hasher.finish128().as_bytes();
+            }
+        }
+        out
+    }
+}
+
+impl Sink for Buffered {
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        if let Some(slot) = self.buf.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        } else {
+            self.put(&[byte]);
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if let Some(room) = self.buf.get_mut(self.len..end) {
+            room.copy_from_slice(bytes);
+            self.len = end;
+            return;
+        }
+        let algorithm = self.algorithm;
+        let spill = self.spill.get_or_insert_with(|| match algorithm {
+            Algorithm::Stable(key) => Spill::Stable(Box::new(blake3::Hasher::new_keyed(&key))),
+            Algorithm::Local(key) => Spill::Local(SipHasher13::new_with_key(&key)),
+        });
+        match spill {
+            Spill::Stable(hasher) => {
+                hasher.update(&self.buf[..self.len]);
+                hasher.update(bytes);
+            }
+            Spill::Local(hasher) => {
+                hasher.write(&self.buf[..self.len]);
+                hasher.write(bytes);
+            }
+        }
+        self.len = 0;
+    }
+}
+
+/// 32 bytes no other process has: the root of the process-local keys.
+fn process_secret() -> &'static [u8; 32] {
+    static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        // `RandomState` is seeded from the operating system's randomness.
+        let state = RandomState::new();
+        let mut secret = [0; 32];
+        for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+            chunk.copy_from_slice(&state.hash_one((i, std::process::id())).to_le_bytes());
+        }
+        secret
+    })
 }
 
 /// An argument's `Serialize` implementation reported an error, so no key could be made.

@@ -36,10 +36,12 @@ mod redis_store;
 mod store;
 
 pub use error::{CodecError, Error, InvalidKey, StoreError};
-pub use key::{validate_client_key, Fingerprint, Key, KeyError, KeyHasher, MAX_CLIENT_KEY_LEN};
+pub use key::{
+    validate_client_key, Fingerprint, Key, KeyError, KeyHasher, NamespaceKey, MAX_CLIENT_KEY_LEN,
+};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
-pub use record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
+pub use record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisStore, RedisStoreBuilder};
 pub use store::{default_store, set_default_store, DefaultStore, Store};
@@ -49,7 +51,8 @@ pub use store::{default_store, set_default_store, DefaultStore, Store};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::execute::{
-        execute, ClientKey, Derivation, IdempotencyError, IdempotentResult, KeyArg, Stored,
+        execute, ClientKey, Derivation, Derived, IdempotencyError, IdempotentResult, KeyArg,
+        NamespaceCache, ReplayByClone, ReplayByDecode, ReplayProbe, Replayer, Stored,
     };
     pub use crate::options::Options;
     pub use crate::store::default_store;

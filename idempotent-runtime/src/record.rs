@@ -6,6 +6,7 @@
 //! A failed or cancelled attempt takes the record from in progress back to vacant.
 
 use crate::key::{Fingerprint, Key};
+use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -83,6 +84,11 @@ impl Claim {
         self.lease
     }
 }
+
+/// The decoded form of a completed record, kept by a store in this process so that
+/// replays clone it instead of decoding the bytes again (see
+/// [`Store::keep_decoded`](crate::Store::keep_decoded)).
+pub type Decoded = Arc<dyn Any + Send + Sync>;
 
 /// A completed record: the encoded result of the attempt that succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! The [`Store`] trait: where records live, and the atomic steps that move them.
 
 use crate::error::{Error, StoreError};
+use crate::key::Key;
 use crate::memory::MemoryStore;
-use crate::record::{Begin, Claim, Request};
+use crate::record::{Begin, Claim, Completed, Decoded, Request};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -87,6 +88,32 @@ pub trait Store: Send + Sync {
 
     /// Releases the claim of an attempt that was cancelled or panicked, without blocking.
     fn abandon(&self, claim: Claim);
+
+    /// Offers the decoded form of `record`, which this process just replayed from `key`,
+    /// so that later replays here can clone it instead of decoding the bytes again (see
+    /// [`Store::with_decoded`]). Only a store in this process can keep it, and only while
+    /// the record is the same one (`record.value` the same bytes); the default ignores it.
+    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
+        let _ = (key, record, decoded);
+    }
+
+    /// The replay fast path of a store in this process: if `request.key` is completed, with
+    /// `request.fingerprint`, and a decoded value is kept for it, passes that value to
+    /// `replay` (under whatever protects it) and returns what `replay` returned. `false`
+    /// means the caller goes the usual way, through [`Store::begin`]. The default always
+    /// returns `false`.
+    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
+        let _ = (request, replay);
+        false
+    }
+
+    /// Whether the records live in this process only, as in [`MemoryStore`]. Such a store
+    /// is given process-local keys ([`KeyHasher::local`](crate::KeyHasher::local)), which
+    /// are cheaper to compute; a store shared between processes must keep the default,
+    /// `false`, so that every process derives the same keys.
+    fn in_process(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! forward_store {
@@ -112,6 +139,15 @@ macro_rules! forward_store {
             fn abandon(&self, claim: Claim) {
                 (**self).abandon(claim);
             }
+            fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
+                (**self).keep_decoded(key, record, decoded);
+            }
+            fn in_process(&self) -> bool {
+                (**self).in_process()
+            }
+            fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
+                (**self).with_decoded(request, replay)
+            }
         }
     )*};
 }
@@ -132,6 +168,9 @@ trait ErasedStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), StoreError>>;
     fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>>;
     fn abandon(&self, claim: Claim);
+    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded);
+    fn in_process(&self) -> bool;
+    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool;
 }
 
 impl<S: Store> ErasedStore for S {
@@ -154,6 +193,15 @@ impl<S: Store> ErasedStore for S {
     }
     fn abandon(&self, claim: Claim) {
         Store::abandon(self, claim);
+    }
+    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
+        Store::keep_decoded(self, key, record, decoded);
+    }
+    fn in_process(&self) -> bool {
+        Store::in_process(self)
+    }
+    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
+        Store::with_decoded(self, request, replay)
     }
 }
 
@@ -243,6 +291,24 @@ impl Store for DefaultStore {
         match &self.0 {
             Inner::Memory(store) => Store::abandon(store, claim),
             Inner::Installed(store) => ErasedStore::abandon(&**store, claim),
+        }
+    }
+    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
+        match &self.0 {
+            Inner::Memory(store) => Store::keep_decoded(store, key, record, decoded),
+            Inner::Installed(store) => ErasedStore::keep_decoded(&**store, key, record, decoded),
+        }
+    }
+    fn in_process(&self) -> bool {
+        match &self.0 {
+            Inner::Memory(store) => Store::in_process(store),
+            Inner::Installed(store) => ErasedStore::in_process(&**store),
+        }
+    }
+    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
+        match &self.0 {
+            Inner::Memory(store) => Store::with_decoded(store, request, replay),
+            Inner::Installed(store) => ErasedStore::with_decoded(&**store, request, replay),
         }
     }
 }
