@@ -77,6 +77,8 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
 
     // Each instantiation of a generic function keys its own records.
     let mut generics = Vec::new();
+    // The labels of the key's parts, in the order they are added.
+    let mut key_params = Vec::new();
     for param in function.generic_params() {
         match param {
             GenericParam::Type(ty) => {
@@ -87,6 +89,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 let ident = &konst.ident;
                 let label = format!("const {}", ident.unraw());
                 generics.push(quote!(#derivation.key_arg(#label, &#ident);));
+                key_params.push(label);
             }
             GenericParam::Lifetime(_) => {}
         }
@@ -111,6 +114,12 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             })
             .unwrap_or_else(|| (ident.clone(), ident.span()))
     };
+    key_params.extend(plan.key_args.iter().map(|ident| ident.unraw().to_string()));
+    let payload_params: Vec<String> = plan
+        .payload_args
+        .iter()
+        .map(|ident| ident.unraw().to_string())
+        .collect();
     let key_args = plan.key_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
         let (ident, span) = param_of(ident);
@@ -126,8 +135,16 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         quote_spanned!(span=> ::idempotency::__private::Derivation::client_key(&mut #derivation, &#ident);)
     });
 
-    let store_binding = Ident::new("__idempotent_store", Span::mixed_site());
-    let derived = Ident::new("__idempotent_derived", Span::mixed_site());
+    // The first token of the return type: every token of the call below carries it, so
+    // that a return type the runtime cannot handle is reported there, once.
+    let ret_span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
+    // Hygienic locals, located on the return type too: they are arguments of that call.
+    let local = |name: &str| Ident::new(name, Span::mixed_site().located_at(ret_span));
+    let store_binding = local("__idempotent_store");
+    let derived = local("__idempotent_derived");
     let store = match &attr.store {
         Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
         None => quote!(#private::default_store()),
@@ -136,12 +153,6 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     let ret = match &sig.output {
         ReturnType::Type(_, ty) => ty.to_token_stream(),
         ReturnType::Default => quote!(()),
-    };
-    // The first token of the return type: every token of the call below carries it, so
-    // that a return type the runtime cannot handle is reported there, once.
-    let ret_span = match &sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => Span::call_site(),
     };
     // Fixes the async block's output to the declared return type, so that `?` and
     // inference inside the body behave as in the original function. No `let`: a binding
@@ -161,21 +172,24 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     };
     // No turbofish: the result type is inferred from the function's return type, so that
     // no second copy of the same error points at the type itself.
-    let body = Ident::new("__idempotent_body", Span::mixed_site());
+    let body = local("__idempotent_body");
+    let probe = quote_spanned! {ret_span=>
+        {
+            // One of the two is used, whichever fits the type.
+            #[allow(unused_imports)]
+            use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
+            (&&::idempotency::__private::ReplayProbe::<
+                <#ret as ::idempotency::__private::IdempotentResult>::Ok,
+            >::new())
+            .replayer()
+        }
+    };
     let execute = quote_spanned! {ret_span=>
         ::idempotency::__private::execute(
             #store_binding,
             &__IDEMPOTENT_OPTIONS,
             #derived,
-            {
-                // One of the two is used, whichever fits the type.
-                #[allow(unused_imports)]
-                use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
-                (&&::idempotency::__private::ReplayProbe::<
-                    <#ret as ::idempotency::__private::IdempotentResult>::Ok,
-                >::new())
-                .replayer()
-            },
+            #probe,
             #body,
         )
         .await
@@ -191,6 +205,8 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 wait: #wait,
                 lease: #lease,
                 client_key: #client_key,
+                key_params: &[#(#key_params),*],
+                payload_params: &[#(#payload_params),*],
             };
             static __IDEMPOTENT_NAMESPACE: #private::NamespaceCache = #private::NamespaceCache::new();
             let #store_binding = #store;

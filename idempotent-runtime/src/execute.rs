@@ -219,7 +219,9 @@ impl Derivation {
     ) -> Self {
         let (namespace, keys) = cache.0.get_or_init(|| {
             let namespace = namespace(options, site);
-            (namespace, NamespaceKey::new(namespace))
+            let keys = NamespaceKey::new(namespace)
+                .with_params(options.key_params, options.payload_params);
+            (namespace, keys)
         });
         // Records that never leave this process need no key that other processes share.
         let local = store.in_process();
@@ -375,7 +377,7 @@ where
                 let _ = Box::pin(tokio::time::timeout_at(recheck, flight.changed)).await;
             }
             Begin::Claimed(claim) => {
-                return Box::pin(run_claimed(store, options, namespace, claim, body)).await
+                return run_claimed(store, options, namespace, claim, body).await
             }
         }
     }

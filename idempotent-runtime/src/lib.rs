@@ -33,6 +33,7 @@ mod outcome;
 pub mod record;
 #[cfg(feature = "redis")]
 mod redis_store;
+mod siphash;
 mod store;
 
 pub use error::{CodecError, Error, InvalidKey, StoreError};

@@ -16,6 +16,11 @@ pub struct Options {
     pub lease: Option<Duration>,
     /// Whether the key is client-supplied (`key = ..`), so a fingerprint is kept.
     pub client_key: bool,
+    /// The labels of what a key is made of, in the order it is added: const generic
+    /// parameters, then key parameters (see [`NamespaceKey::with_params`](crate::NamespaceKey::with_params)).
+    pub key_params: &'static [&'static str],
+    /// The names of the fingerprint's parameters, in order.
+    pub payload_params: &'static [&'static str],
 }
 
 impl Options {
