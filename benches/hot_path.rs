@@ -17,7 +17,7 @@ use std::future::Future;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::runtime::{Builder, Runtime};
 
@@ -105,41 +105,50 @@ fn hits(c: &mut Criterion) {
 }
 
 fn misses(c: &mut Criterion) {
-    // Every call a customer never seen before, across samples too.
-    static NEXT: AtomicU64 = AtomicU64::new(1_000_000);
-    let fresh = || NEXT.fetch_add(1, Ordering::Relaxed);
+    // Every call a customer never seen before, into a cache emptied before each sample:
+    // each sample grows every contender's cache from nothing, so growth costs the same.
+    static MISS_STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
     let runtime = current_thread();
     let mut group = c.benchmark_group("miss");
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("plain"),
-        &runtime,
-        |_| contenders::plain(fresh(), "B-7".into(), 3),
-    );
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("hand_map"),
-        &runtime,
-        |_| contenders::hand_map(fresh(), "B-7".into(), 3),
-    );
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("cached"),
-        &runtime,
-        |_| contenders::with_cached(fresh(), "B-7".into(), 3),
-    );
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("moka"),
-        &runtime,
-        |_| contenders::with_moka(fresh(), "B-7".into(), 3),
-    );
-    bench_calls(
-        &mut group,
-        BenchmarkId::from_parameter("idempotency"),
-        &runtime,
-        |_| async { ours(contenders::with_idempotency(fresh(), "B-7".into(), 3).await) },
-    );
+    let mut bench = |name: &'static str| {
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    contenders::clear(name, &MISS_STORE).await;
+                    let start = Instant::now();
+                    for customer in 0..iters {
+                        match name {
+                            "plain" => {
+                                black_box(contenders::plain(customer, "B-7".into(), 3).await)
+                            }
+                            "hand_map" => {
+                                black_box(contenders::hand_map(customer, "B-7".into(), 3).await)
+                            }
+                            "cached" => {
+                                black_box(contenders::with_cached(customer, "B-7".into(), 3).await)
+                            }
+                            "moka" => {
+                                black_box(contenders::with_moka(customer, "B-7".into(), 3).await)
+                            }
+                            _ => black_box(ours(
+                                contenders::with_idempotency_on(
+                                    &MISS_STORE,
+                                    customer,
+                                    "B-7".into(),
+                                    3,
+                                )
+                                .await,
+                            )),
+                        };
+                    }
+                    start.elapsed()
+                })
+            });
+        });
+    };
+    for name in CONTENDERS {
+        bench(name);
+    }
     group.finish();
 }
 

@@ -41,6 +41,20 @@ fn order(customer: u64, sku: String, qty: u32) -> Order {
     }
 }
 
+/// Empties the cache of contender `name` (and `store`, ours), for a benchmark of misses.
+pub async fn clear(name: &str, store: &MemoryStore) {
+    use cached::Cached;
+    match name {
+        "hand_map" => HAND_MAP.lock().unwrap().clear(),
+        "cached" => WITH_CACHED.write().await.cache_clear(),
+        "moka" => {
+            MOKA.invalidate_all();
+            MOKA.run_pending_tasks().await;
+        }
+        _ => store.clear(),
+    }
+}
+
 /// No memoization at all.
 pub async fn plain(customer: u64, sku: String, qty: u32) -> Order {
     order(customer, sku, qty)
@@ -49,16 +63,23 @@ pub async fn plain(customer: u64, sku: String, qty: u32) -> Order {
 /// A hand-written `Mutex<HashMap>`: get and clone, else compute and insert. No expiry, no
 /// deduplication of parallel calls.
 pub async fn hand_map(customer: u64, sku: String, qty: u32) -> Order {
-    type Map = HashMap<(u64, String, u32), Order>;
-    static MAP: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
     let key = (customer, sku, qty);
-    if let Some(hit) = MAP.lock().unwrap().get(&key) {
+    if let Some(hit) = HAND_MAP.lock().unwrap().get(&key) {
         return hit.clone();
     }
     let fresh = order(customer, key.1.clone(), qty);
-    MAP.lock().unwrap().insert(key, fresh.clone());
+    HAND_MAP.lock().unwrap().insert(key, fresh.clone());
     fresh
 }
+
+type Map = HashMap<(u64, String, u32), Order>;
+static HAND_MAP: LazyLock<Mutex<Map>> = LazyLock::new(Mutex::default);
+
+static MOKA: LazyLock<moka::future::Cache<(u64, String, u32), Order>> = LazyLock::new(|| {
+    moka::future::Cache::builder()
+        .time_to_live(Duration::from_secs(86400))
+        .build()
+});
 
 /// `cached`, deduplicating parallel calls by key.
 #[cached(ttl_secs = 86400, sync_writes = "by_key")]
@@ -68,14 +89,8 @@ pub async fn with_cached(customer: u64, sku: String, qty: u32) -> Order {
 
 /// `moka`'s `get_with`, which coalesces parallel calls.
 pub async fn with_moka(customer: u64, sku: String, qty: u32) -> Order {
-    static CACHE: LazyLock<moka::future::Cache<(u64, String, u32), Order>> = LazyLock::new(|| {
-        moka::future::Cache::builder()
-            .time_to_live(Duration::from_secs(86400))
-            .build()
-    });
     let key = (customer, sku, qty);
-    CACHE
-        .get_with_by_ref(&key, async { order(key.0, key.1.clone(), key.2) })
+    MOKA.get_with_by_ref(&key, async { order(key.0, key.1.clone(), key.2) })
         .await
 }
 

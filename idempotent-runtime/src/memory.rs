@@ -286,6 +286,20 @@ impl MemoryStore {
         }
     }
 
+    /// Forgets every record, completed or in progress. Callers waiting on a claim that
+    /// is forgotten wake up and look again; its holder's completion is then refused as a
+    /// lost lease. For tests and benchmarks that need an empty store.
+    pub fn clear(&self) {
+        for shard in self.inner.shards.iter() {
+            let map = {
+                let mut shard = shard.0.lock();
+                shard.sweep_at = MIN_SWEEP;
+                std::mem::take(&mut shard.map)
+            };
+            drop(map);
+        }
+    }
+
     fn now(&self) -> Nanos {
         clock::now().saturating_sub(self.inner.epoch)
     }

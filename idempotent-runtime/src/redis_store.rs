@@ -5,8 +5,9 @@ use crate::key::{Fingerprint, Key};
 use crate::record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
 use crate::store::Store;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
+use redis::AsyncConnectionConfig;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::fmt;
@@ -91,18 +92,75 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// A connection to one server or to a cluster; both reconnect by themselves.
-#[derive(Clone)]
+/// The store's way to Redis. Commands go straight from the caller's task to a multiplexed
+/// connection whose driver runs on the store's I/O thread; reconnecting happens on that
+/// thread too, so no caller's runtime ever hosts a connection it may outlive.
 enum Connection {
-    Single(ConnectionManager),
+    Single(Arc<SingleNode>),
+    /// The cluster connection routes by slot and reconnects its nodes itself, from the
+    /// tasks it started on the I/O thread.
     Cluster(ClusterConnection),
 }
 
-impl ConnectionLike for Connection {
+/// One server's connection, replaced on the I/O thread when it breaks.
+struct SingleNode {
+    client: redis::Client,
+    config: AsyncConnectionConfig,
+    connect_timeout: Duration,
+    current: parking_lot::RwLock<MultiplexedConnection>,
+    reconnecting: std::sync::atomic::AtomicBool,
+}
+
+impl SingleNode {
+    async fn connect(&self) -> Result<MultiplexedConnection, Error> {
+        tokio::time::timeout(
+            self.connect_timeout,
+            self.client
+                .get_multiplexed_async_connection_with_config(&self.config),
+        )
+        .await
+        .map_err(|_| {
+            backend(format!(
+                "could not connect to Redis within {:?}",
+                self.connect_timeout
+            ))
+        })?
+        .map_err(backend)
+    }
+
+    /// Reconnects in the background, once at a time, retrying until the server is back.
+    fn reconnect(self: &Arc<Self>, io: &Handle) {
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let node = Arc::downgrade(self);
+        io.spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            while let Some(node) = node.upgrade() {
+                if let Ok(fresh) = node.connect().await {
+                    *node.current.write() = fresh;
+                    node.reconnecting.store(false, Ordering::Release);
+                    return;
+                }
+                drop(node);
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+}
+
+/// One call's handle on the connection: cheap clones of shared handles.
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -113,15 +171,15 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Single(conn) => conn.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Single(conn) => conn.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(conn) => conn.get_db(),
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
         }
     }
 }
@@ -266,15 +324,27 @@ async fn open(
     match target {
         Target::Single(url) => {
             let client = redis::Client::open(url.as_str()).map_err(backend)?;
-            let config = ConnectionManagerConfig::new()
+            let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(response_timeout))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_secs(1));
-            let manager = ConnectionManager::new_with_config(client, config)
-                .await
-                .map_err(backend)?;
-            Ok(Connection::Single(manager))
+                .set_response_timeout(Some(response_timeout));
+            let first = tokio::time::timeout(
+                connect_timeout,
+                client.get_multiplexed_async_connection_with_config(&config),
+            )
+            .await
+            .map_err(|_| {
+                backend(format!(
+                    "could not connect to Redis within {connect_timeout:?}"
+                ))
+            })?
+            .map_err(backend)?;
+            Ok(Connection::Single(Arc::new(SingleNode {
+                client,
+                config,
+                connect_timeout,
+                current: parking_lot::RwLock::new(first),
+                reconnecting: std::sync::atomic::AtomicBool::new(false),
+            })))
         }
         Target::Cluster(nodes) => {
             let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
@@ -350,29 +420,44 @@ impl RedisStore {
         format!("{}:{{{key}}}:{namespace}", self.inner.prefix)
     }
 
-    /// Runs one script on the store's I/O thread, within the response timeout.
+    /// Runs one script, within the response timeout. A broken connection to a single
+    /// server is replaced in the background; this call fails meanwhile.
     async fn run(
         &self,
         script: &'static Script,
         key: String,
         args: Vec<Vec<u8>>,
     ) -> Result<Value, StoreError> {
-        let mut conn = self.inner.conn.clone();
+        let mut conn = match &self.inner.conn {
+            Connection::Single(node) => Conn::Single(node.current.read().clone()),
+            Connection::Cluster(cluster) => Conn::Cluster(cluster.clone()),
+        };
+        let mut invocation = script.key(key);
+        for arg in args {
+            invocation.arg(arg);
+        }
         let timeout = self.inner.response_timeout;
-        let task = self.inner.io.spawn(async move {
-            let mut invocation = script.key(key);
-            for arg in args {
-                invocation.arg(arg);
-            }
-            match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
-                Ok(answer) => answer.map_err(StoreError::backend),
-                Err(_) => Err(StoreError::backend(format!(
+        let answer = match tokio::time::timeout(
+            timeout,
+            invocation.invoke_async::<Value>(&mut conn),
+        )
+        .await
+        {
+            Ok(answer) => answer,
+            Err(_) => {
+                return Err(StoreError::backend(format!(
                     "Redis did not answer within {timeout:?}"
-                ))),
+                )))
             }
-        });
-        task.await
-            .map_err(|err| StoreError::backend(format!("the Redis I/O thread stopped: {err}")))?
+        };
+        answer.map_err(|err| {
+            if let Connection::Single(node) = &self.inner.conn {
+                if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+                    node.reconnect(&self.inner.io);
+                }
+            }
+            StoreError::backend(err)
+        })
     }
 
     fn claim_args(&self, claim: &Claim) -> (String, Vec<u8>) {

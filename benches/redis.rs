@@ -1,0 +1,212 @@
+//! A replay through `RedisStore` against a raw `GET` of the same bytes through the same
+//! client (`redis`'s multiplexed connection), on a `redis-server` this benchmark starts on a
+//! free loopback port. The store keeps its connection's driver on an I/O thread of its
+//! own (so that it serves every runtime and outlives the one that created it), so the raw
+//! `GET` is timed both ways: with the driver on the calling thread, and on another thread
+//! as the store's is.
+//!
+//! ```text
+//! cargo bench --bench redis --features redis
+//! ```
+
+#[path = "support/mod.rs"]
+mod contenders;
+#[path = "../tests/support/mod.rs"]
+mod servers;
+
+use contenders::{AppError, Order};
+use criterion::{BenchmarkId, Criterion};
+use idempotency::{idempotent, RedisStore};
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static STORE: OnceLock<RedisStore> = OnceLock::new();
+
+#[idempotent(ttl = "24h", name = "bench.redis", store = STORE.get().expect("connected first"))]
+async fn create_order(customer: u64, sku: String, qty: u32) -> Result<Order, AppError> {
+    Ok(Order {
+        id: customer,
+        customer,
+        sku,
+        qty,
+    })
+}
+
+fn main() {
+    let server = servers::RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut raw, record_key) = runtime.block_on(async {
+        let store = RedisStore::builder(server.url())
+            .prefix("bench")
+            .connect()
+            .await
+            .unwrap();
+        STORE.set(store).unwrap();
+        create_order(42, "B-7".into(), 3).await.unwrap();
+        // The replayed record's own bytes, under a plain key, for the raw GET.
+        let client = redis::Client::open(server.url()).unwrap();
+        let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+        let bytes: Vec<u8> = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg("bench:*")
+            .query_async::<(u64, Vec<String>)>(&mut raw)
+            .await
+            .map(|(_, keys)| keys)
+            .map(|keys| keys.into_iter().next().unwrap())
+            .map(|key| async move { key })
+            .unwrap()
+            .await
+            .into_bytes();
+        let record: Vec<u8> = redis::cmd("HGET")
+            .arg(&bytes)
+            .arg("v")
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        let () = redis::cmd("SET")
+            .arg("bench-raw")
+            .arg(&record)
+            .query_async(&mut raw)
+            .await
+            .unwrap();
+        (raw, "bench-raw")
+    });
+    // The same client with its driver on another thread, as the store's.
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url();
+    let mut raw_io = runtime
+        .block_on(io.spawn(async move {
+            redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap()
+        }))
+        .unwrap();
+
+    let mut criterion = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut group = criterion.benchmark_group("redis_replay");
+    group.bench_function(BenchmarkId::from_parameter("raw_get"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let bytes: Vec<u8> = redis::cmd("GET")
+                        .arg(record_key)
+                        .query_async(&mut raw)
+                        .await
+                        .unwrap();
+                    black_box(bytes);
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::from_parameter("raw_get_io_thread"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let bytes: Vec<u8> = redis::cmd("GET")
+                        .arg(record_key)
+                        .query_async(&mut raw_io)
+                        .await
+                        .unwrap();
+                    black_box(bytes);
+                }
+                start.elapsed()
+            })
+        });
+    });
+    let begin = redis::Script::new(include_str!("../idempotent-runtime/src/redis/begin.lua"));
+    let record = runtime.block_on(async {
+        let keys: (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(0)
+            .arg("MATCH")
+            .arg("bench:*")
+            .query_async(&mut raw_io)
+            .await
+            .unwrap();
+        keys.1.into_iter().next().unwrap()
+    });
+    group.bench_function(BenchmarkId::from_parameter("raw_evalsha_io_thread"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let v: redis::Value = begin
+                        .key(&record)
+                        .arg("1")
+                        .arg(&[0u8; 16][..])
+                        .arg("30000")
+                        .invoke_async(&mut raw_io)
+                        .await
+                        .unwrap();
+                    black_box(v);
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.bench_function(BenchmarkId::from_parameter("idempotency"), |b| {
+        b.iter_custom(|iters| {
+            runtime.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    black_box(create_order(42, "B-7".into(), 3).await.unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    });
+    group.finish();
+    criterion.final_summary();
+    let median = |id: &str| hot_path_median("redis_replay", id);
+    println!("\n| Redis replay | median µs | idempotency / this |\n|---|---:|---:|");
+    let ours = median("idempotency");
+    for id in ["raw_get", "raw_get_io_thread", "idempotency"] {
+        let value = median(id);
+        let ratio = match (ours, value) {
+            (Some(a), Some(b)) => format!("{:.2}×", a / b),
+            _ => "—".into(),
+        };
+        println!(
+            "| {id} | {} | {ratio} |",
+            value.map_or_else(|| "—".into(), |v| format!("{:.1}", v / 1e3))
+        );
+    }
+    drop(io);
+    drop(server);
+}
+
+/// Criterion's median for one benchmark, in nanoseconds.
+fn hot_path_median(group: &str, id: &str) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::current_exe()
+                .ok()?
+                .ancestors()
+                .nth(3)
+                .map(std::path::PathBuf::from)
+        })?;
+    let path = target
+        .join("criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
