@@ -50,21 +50,15 @@ fn main() {
         // The replayed record's own bytes, under a plain key, for the raw GET.
         let client = redis::Client::open(server.url()).unwrap();
         let mut raw = client.get_multiplexed_async_connection().await.unwrap();
-        let bytes: Vec<u8> = redis::cmd("SCAN")
+        let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(0)
             .arg("MATCH")
             .arg("bench:*")
-            .query_async::<(u64, Vec<String>)>(&mut raw)
+            .query_async(&mut raw)
             .await
-            .map(|(_, keys)| keys)
-            .map(|keys| keys.into_iter().next().unwrap())
-            .map(|key| async move { key })
-            .unwrap()
-            .await
-            .into_bytes();
-        let record: Vec<u8> = redis::cmd("HGET")
-            .arg(&bytes)
-            .arg("v")
+            .unwrap();
+        let record: Vec<u8> = redis::cmd("GET")
+            .arg(&keys[0])
             .query_async(&mut raw)
             .await
             .unwrap();
@@ -125,36 +119,6 @@ fn main() {
                         .await
                         .unwrap();
                     black_box(bytes);
-                }
-                start.elapsed()
-            })
-        });
-    });
-    let begin = redis::Script::new(include_str!("../idempotent-runtime/src/redis/begin.lua"));
-    let record = runtime.block_on(async {
-        let keys: (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(0)
-            .arg("MATCH")
-            .arg("bench:*")
-            .query_async(&mut raw_io)
-            .await
-            .unwrap();
-        keys.1.into_iter().next().unwrap()
-    });
-    group.bench_function(BenchmarkId::from_parameter("raw_evalsha_io_thread"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let v: redis::Value = begin
-                        .key(&record)
-                        .arg("1")
-                        .arg(&[0u8; 16][..])
-                        .arg("30000")
-                        .invoke_async(&mut raw_io)
-                        .await
-                        .unwrap();
-                    black_box(v);
                 }
                 start.elapsed()
             })

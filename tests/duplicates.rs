@@ -378,3 +378,30 @@ async fn a_result_that_cannot_be_stored_reaches_its_caller_and_is_never_run_agai
     }
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn results_that_are_not_clone_replay_by_decoding() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    /// Deliberately not `Clone`: every replay decodes the stored bytes.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Receipt {
+        id: usize,
+        lines: Vec<String>,
+    }
+    #[idempotent]
+    async fn receipt(order: u64) -> Result<Outcome<Receipt>, AppError> {
+        let id = RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(Outcome::fresh(Receipt {
+            id,
+            lines: vec![format!("order {order}")],
+        }))
+    }
+    let first = receipt(3).await.unwrap();
+    assert!(!first.is_replayed());
+    for _ in 0..3 {
+        let again = receipt(3).await.unwrap();
+        assert!(again.is_replayed());
+        assert_eq!(*again, *first);
+    }
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}

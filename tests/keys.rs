@@ -430,3 +430,24 @@ async fn raw_identifiers_are_keyed_by_their_plain_names() {
         .arg("type", "B-7");
     assert_eq!(STORE.requests()[0].key, hasher.finish().unwrap());
 }
+
+#[tokio::test]
+async fn functions_sharing_a_name_but_not_their_parameters_never_share_records() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    // The embedded store's process-local keys leave the names out of each call's input:
+    // they are bound into the namespace's key instead.
+    #[idempotent(name = "shared.namespace")]
+    async fn by_customer(customer: u64) -> Result<String, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("customer {customer}"))
+    }
+    #[idempotent(name = "shared.namespace")]
+    async fn by_order(order: u64) -> Result<String, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(format!("order {order}"))
+    }
+    assert_eq!(by_customer(7).await.unwrap(), "customer 7");
+    assert_eq!(by_order(7).await.unwrap(), "order 7");
+    assert_eq!(by_customer(7).await.unwrap(), "customer 7");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+}

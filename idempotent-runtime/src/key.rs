@@ -59,6 +59,16 @@
 //! which a map iterates, so a key computed on one machine finds the record written by
 //! another. `std::hash::Hash` is deliberately not involved: its output may change between
 //! Rust releases.
+//!
+//! ## Process-local keys
+//!
+//! A store whose records never leave the process ([`Store::in_process`](crate::Store::in_process),
+//! as the embedded [`MemoryStore`](crate::MemoryStore)) is given process-local keys
+//! ([`KeyHasher::local`]): the same encoding of the values, without the parameter names,
+//! hashed with SipHash-1-3-128 under a key derived (with keyed BLAKE3) from a random secret
+//! of the process, the namespace key and the parameter names. They are four times cheaper
+//! than stable keys, and no less safe: SipHash is a pseudo-random function, so a client
+//! who does not know the secret cannot aim a collision at another client's record.
 
 use crate::encoding::{self, put_str, EncodeError, Sink};
 use crate::error::InvalidKey;

@@ -8,7 +8,9 @@
 //! # How a call runs
 //!
 //! 1. The arguments (less `skip(..)`) hash into a [`Key`] (see [`key`]).
-//! 2. [`Store::begin`] looks the key up and, atomically, claims it if it is vacant.
+//! 2. A store in this process that keeps the decoded value of the completed record hands
+//!    over a clone of it ([`Store::with_decoded`]): the replay fast path.
+//! 3. Otherwise [`Store::begin`] looks the key up and, atomically, claims it if it is vacant.
 //!    - **Completed**: the stored result is decoded and returned (a replay).
 //!    - **In progress**: the call waits to be notified of the holder's completion or
 //!      release, at most the function's `wait`, then looks again.

@@ -21,15 +21,19 @@ use tokio::sync::watch;
 /// A store in Redis: one record per key, shared by every process that connects to the
 /// same server (or cluster) with the same prefix.
 ///
-/// - **Atomic steps**: each of [`Store`]'s steps is one Lua script, so a replay is one
-///   round trip and a fresh call two (claim; complete and notify) besides the body.
+/// - **Atomic steps**: a record is one string. Claiming a vacant record or reading a held
+///   one is a single plain `SET .. NX PX .. GET` (Redis 7.0 or later), so a replay is one
+///   round trip, as cheap as a `GET`; the fenced steps (renew, complete, release) are one
+///   Lua script each, so a fresh call is two round trips (claim; complete and notify)
+///   besides the body.
 /// - **Leases and fencing**: a claim is a record with an expiry (its lease), which a
 ///   running body renews; a holder that died stops renewing and its claim lapses. Every
-///   claim has a random 64-bit token, and only the current token may renew, complete or
-///   release, so an attempt that lost its lease cannot overwrite its successor.
-/// - **Waiting by notification**: a duplicate that finds a record in progress flags it;
-///   the completion or release of a flagged record is published on one channel per
-///   prefix, to which each `RedisStore` subscribes once, so waiters on any node wake
+///   claim has a random 64-bit token in its record, and only the current token may renew,
+///   complete or release, so an attempt that lost its lease cannot overwrite its
+///   successor.
+/// - **Waiting by notification**: a duplicate that finds a record in progress flags it
+///   (`<record>:waiting`); the completion or release of a flagged record is published on
+///   one channel per prefix, to which each `RedisStore` subscribes once, so waiters on any node wake
 ///   within a round trip. A holder that died sends nothing: waiters also wake when the
 ///   lease they saw ends.
 /// - **Cluster**: the parts of a key name that Redis hashes (`{..}`) are the record's key,
@@ -420,55 +424,83 @@ impl RedisStore {
         format!("{}:{{{key}}}:{namespace}", self.inner.prefix)
     }
 
-    /// Runs one script, within the response timeout. A broken connection to a single
-    /// server is replaced in the background; this call fails meanwhile.
-    async fn run(
-        &self,
-        script: &'static Script,
-        key: String,
-        args: Vec<Vec<u8>>,
-    ) -> Result<Value, StoreError> {
-        let mut conn = match &self.inner.conn {
+    /// One call's handle on the connection.
+    fn conn(&self) -> Conn {
+        match &self.inner.conn {
             Connection::Single(node) => Conn::Single(node.current.read().clone()),
             Connection::Cluster(cluster) => Conn::Cluster(cluster.clone()),
-        };
-        let mut invocation = script.key(key);
+        }
+    }
+
+    /// Turns a client error into a store error; a broken connection to a single server is
+    /// replaced in the background (this call fails meanwhile).
+    fn failed(&self, err: redis::RedisError) -> StoreError {
+        if let Connection::Single(node) = &self.inner.conn {
+            if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+                node.reconnect(&self.inner.io);
+            }
+        }
+        StoreError::backend(err)
+    }
+
+    /// Runs one script on the record and its waiters' flag. The connection's response
+    /// timeout bounds the wait.
+    async fn script(
+        &self,
+        script: &'static Script,
+        record: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, StoreError> {
+        let mut invocation = script.key(record);
+        invocation.key(format!("{record}:waiting"));
         for arg in args {
             invocation.arg(arg);
         }
-        let timeout = self.inner.response_timeout;
-        let answer = match tokio::time::timeout(
-            timeout,
-            invocation.invoke_async::<Value>(&mut conn),
-        )
-        .await
-        {
-            Ok(answer) => answer,
-            Err(_) => {
-                return Err(StoreError::backend(format!(
-                    "Redis did not answer within {timeout:?}"
-                )))
-            }
-        };
-        answer.map_err(|err| {
-            if let Connection::Single(node) = &self.inner.conn {
-                if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
-                    node.reconnect(&self.inner.io);
-                }
-            }
-            StoreError::backend(err)
-        })
+        invocation
+            .invoke_async::<Value>(&mut self.conn())
+            .await
+            .map_err(|err| self.failed(err))
     }
 
-    fn claim_args(&self, claim: &Claim) -> (String, Vec<u8>) {
-        (
-            self.record_key(claim.namespace(), claim.key()),
-            claim.token().0.to_string().into_bytes(),
-        )
+    /// The record of a claim, as stored while it is held: what fenced steps compare.
+    fn claimed_record(claim: &Claim) -> Vec<u8> {
+        claimed_record(claim.token(), claim.fingerprint())
     }
 }
 
-static BEGIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/begin.lua")));
+/// A record is one string: a kind, the layout version, then its fields.
+///
+/// | kind | bytes |
+/// |---|---|
+/// | in progress | `P`, `1`, token (8 bytes little-endian), fingerprint (16 bytes) |
+/// | completed | `C`, `1`, fingerprint (16 bytes), the encoded result |
+const IN_PROGRESS: &[u8; 2] = b"P1";
+const COMPLETED: &[u8; 2] = b"C1";
+
+fn claimed_record(token: Token, fingerprint: Fingerprint) -> Vec<u8> {
+    let mut record = Vec::with_capacity(26);
+    record.extend_from_slice(IN_PROGRESS);
+    record.extend_from_slice(&token.0.to_le_bytes());
+    record.extend_from_slice(fingerprint.as_bytes());
+    record
+}
+
+fn completed_record(fingerprint: Fingerprint, value: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(18 + value.len());
+    record.extend_from_slice(COMPLETED);
+    record.extend_from_slice(fingerprint.as_bytes());
+    record.extend_from_slice(value);
+    record
+}
+
+fn fingerprint_at(bytes: &[u8]) -> Option<Fingerprint> {
+    bytes
+        .get(..16)?
+        .try_into()
+        .ok()
+        .map(Fingerprint::from_bytes)
+}
+
 static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/renew.lua")));
 static COMPLETE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("redis/complete.lua")));
@@ -494,59 +526,53 @@ fn millis(duration: Duration) -> Vec<u8> {
 }
 
 fn unexpected(what: &str, value: &Value) -> StoreError {
-    StoreError::backend(format!(
-        "unexpected answer from the {what} script: {value:?}"
-    ))
+    StoreError::backend(format!("unexpected answer to {what}: {value:?}"))
 }
 
-fn bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        _ => None,
-    }
-}
-
-fn fingerprint(value: &Value) -> Fingerprint {
-    bytes(value)
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .map_or(Fingerprint::NONE, Fingerprint::from_bytes)
-}
-
-/// What one `BEGIN` answered.
+/// What one look at a record found.
 enum Found {
     Claimed,
     Completed(Completed),
-    InProgress(Fingerprint, Duration),
+    InProgress(Fingerprint),
 }
 
 impl RedisStore {
-    async fn begin_once(
-        &self,
-        request: &Request,
-        token: Token,
-        lease: Duration,
-    ) -> Result<Found, StoreError> {
-        let key = self.record_key(request.namespace, &request.key);
-        let args = vec![
-            token.0.to_string().into_bytes(),
-            request.fingerprint.as_bytes().to_vec(),
-            millis(lease),
-        ];
-        let answer = self.run(&BEGIN, key, args).await?;
-        let Value::Array(parts) = &answer else {
-            return Err(unexpected("begin", &answer));
-        };
-        match parts.as_slice() {
-            [Value::Int(0)] => Ok(Found::Claimed),
-            [Value::Int(1), fp, value] => Ok(Found::Completed(Completed {
-                fingerprint: fingerprint(fp),
-                value: Arc::from(bytes(value).unwrap_or_default()),
-            })),
-            [Value::Int(2), fp, Value::Int(pttl)] => {
-                let remaining = u64::try_from(*pttl).map_or(lease, Duration::from_millis);
-                Ok(Found::InProgress(fingerprint(fp), remaining))
-            }
-            _ => Err(unexpected("begin", &answer)),
+    /// Claims the record if it is vacant, or reads it: one plain `SET .. NX PX .. GET`,
+    /// atomic on the server. A replay is this one command.
+    fn claim_or_read(record: &str, claim: &[u8], lease: Duration) -> Cmd {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(record)
+            .arg(claim)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(lease))
+            .arg("GET");
+        cmd
+    }
+
+    fn found(answer: &Value) -> Result<Found, StoreError> {
+        match answer {
+            Value::Nil | Value::Okay => Ok(Found::Claimed),
+            Value::BulkString(bytes) => match bytes.split_at_checked(2) {
+                Some((kind, rest)) if kind == COMPLETED => {
+                    let fingerprint =
+                        fingerprint_at(rest).ok_or_else(|| unexpected("a read", answer))?;
+                    Ok(Found::Completed(Completed {
+                        fingerprint,
+                        value: Arc::from(&rest[16..]),
+                    }))
+                }
+                Some((kind, rest)) if kind == IN_PROGRESS => rest
+                    .get(8..)
+                    .and_then(fingerprint_at)
+                    .map(Found::InProgress)
+                    .ok_or_else(|| unexpected("a read", answer)),
+                _ => Err(StoreError::backend(format!(
+                    "a record in a layout this version does not read: {:?}",
+                    bytes.get(..2)
+                ))),
+            },
+            other => Err(unexpected("a read", other)),
         }
     }
 }
@@ -555,35 +581,50 @@ impl Store for RedisStore {
     async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
         let lease = request.lease.unwrap_or(self.inner.lease);
         let token = fresh_token();
-        let mut registration = None;
-        loop {
-            match self.begin_once(request, token, lease).await? {
-                Found::Claimed => return Ok(Begin::Claimed(Claim::new(request, token, lease))),
-                Found::Completed(record) => return Ok(Begin::Completed(record)),
-                Found::InProgress(fingerprint, lease_remaining) => match registration.take() {
-                    // Listening from before this second look: a completion after it cannot
-                    // be missed.
-                    Some(registration) => {
-                        return Ok(Begin::InProgress(InFlight {
-                            fingerprint,
-                            lease_remaining,
-                            changed: Waiters::notification(registration),
-                        }))
-                    }
-                    None => {
-                        registration = Some(Waiters::register(&self.inner.waiters, request.key))
-                    }
-                },
-            }
+        let claim = claimed_record(token, request.fingerprint);
+        let record = self.record_key(request.namespace, &request.key);
+        let claimed = || Begin::Claimed(Claim::new(request, token, lease));
+        let mut conn = self.conn();
+        let answer: Value = Self::claim_or_read(&record, &claim, lease)
+            .query_async(&mut conn)
+            .await
+            .map_err(|err| self.failed(err))?;
+        match Self::found(&answer)? {
+            Found::Claimed => return Ok(claimed()),
+            Found::Completed(completed) => return Ok(Begin::Completed(completed)),
+            Found::InProgress(_) => {}
         }
+        // In progress. Listen from now on, flag the record so that its completion is
+        // published, and look again: a completion after this look cannot be missed.
+        let registration = Waiters::register(&self.inner.waiters, request.key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(format!("{record}:waiting"))
+            .arg(1)
+            .arg("PX")
+            .arg(millis(lease * 2))
+            .ignore();
+        pipe.add_command(Self::claim_or_read(&record, &claim, lease));
+        pipe.cmd("PTTL").arg(&record);
+        let (answer, pttl): (Value, i64) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|err| self.failed(err))?;
+        Ok(match Self::found(&answer)? {
+            Found::Claimed => claimed(),
+            Found::Completed(completed) => Begin::Completed(completed),
+            Found::InProgress(fingerprint) => Begin::InProgress(InFlight {
+                fingerprint,
+                lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
+                changed: Waiters::notification(registration),
+            }),
+        })
     }
 
     async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
-        let (key, token) = self.claim_args(claim);
-        match self
-            .run(&RENEW, key, vec![token, millis(claim.lease())])
-            .await?
-        {
+        let record = self.record_key(claim.namespace(), claim.key());
+        let args = vec![Self::claimed_record(claim), millis(claim.lease())];
+        match self.script(&RENEW, &record, args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::lease_lost()),
             other => Err(unexpected("renew", &other)),
@@ -591,15 +632,15 @@ impl Store for RedisStore {
     }
 
     async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        let (key, token) = self.claim_args(claim);
+        let record = self.record_key(claim.namespace(), claim.key());
         let args = vec![
-            token,
-            value.to_vec(),
+            Self::claimed_record(claim),
+            completed_record(claim.fingerprint(), value),
             millis(ttl),
             self.inner.channel.clone().into_bytes(),
             claim.key().to_string().into_bytes(),
         ];
-        match self.run(&COMPLETE, key, args).await? {
+        match self.script(&COMPLETE, &record, args).await? {
             Value::Int(1) => Ok(()),
             Value::Int(0) => Err(StoreError::lease_lost()),
             other => Err(unexpected("complete", &other)),
@@ -607,13 +648,13 @@ impl Store for RedisStore {
     }
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
-        let (key, token) = self.claim_args(claim);
+        let record = self.record_key(claim.namespace(), claim.key());
         let args = vec![
-            token,
+            Self::claimed_record(claim),
             self.inner.channel.clone().into_bytes(),
             claim.key().to_string().into_bytes(),
         ];
-        match self.run(&RELEASE, key, args).await? {
+        match self.script(&RELEASE, &record, args).await? {
             Value::Int(0 | 1) => Ok(()),
             other => Err(unexpected("release", &other)),
         }

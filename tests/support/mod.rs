@@ -144,6 +144,27 @@ impl RedisServer {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Starts watching every command the server receives (`MONITOR`).
+    pub fn monitor(&self) -> Monitor {
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "monitor"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run redis-cli monitor");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        // The server confirms before it streams anything.
+        assert_eq!(
+            lines.next().and_then(Result::ok).as_deref(),
+            Some("OK"),
+            "MONITOR did not start"
+        );
+        Monitor {
+            child,
+            lines,
+            port: self.port,
+        }
+    }
+
     /// The number of calls of `command` since the statistics were last reset.
     pub fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         self.cli(&["INFO", "commandstats"])
@@ -161,6 +182,49 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running `MONITOR`.
+pub struct Monitor {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    port: u16,
+}
+
+impl Monitor {
+    /// The commands that clients sent since the monitor started, without their timestamps
+    /// and without what scripts ran inside the server. Ends the monitor.
+    pub fn client_commands(mut self) -> Vec<String> {
+        // A marker of our own: once the monitor shows it, it has shown everything before.
+        let marker = format!("end-of-monitor-{}", std::process::id());
+        let status = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "ECHO", &marker])
+            .stdout(Stdio::null())
+            .status()
+            .expect("run redis-cli");
+        assert!(status.success());
+        let mut commands = Vec::new();
+        for line in self.lines.by_ref().map_while(Result::ok) {
+            if line.contains(&marker) {
+                break;
+            }
+            // `1700000000.123456 [0 127.0.0.1:5000] "SET" ...`, or `[0 lua]` inside scripts.
+            let Some((source, command)) = line.split_once("] ") else {
+                continue;
+            };
+            if !source.ends_with(" lua") {
+                commands.push(command.to_owned());
+            }
+        }
+        commands
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,14 +1,13 @@
--- COMPLETE: store the result, if the token still holds the claim, and wake the waiters.
--- KEYS[1]: the record.  ARGV: token, value, ttl (ms), channel, key hex.
+-- COMPLETE: replace the claim with the completed record, if the token still holds it, and
+-- wake the waiters if any flagged the record.
+-- KEYS[1]: the record, KEYS[2]: its waiters' flag.
+-- ARGV: the claim's record, the completed record, ttl (ms), channel, key hex.
 -- Returns 1 completed, 0 lease lost.
-local record = redis.call('HMGET', KEYS[1], 's', 't', 'w')
-if record[1] ~= 'p' or record[2] ~= ARGV[1] then
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-redis.call('HDEL', KEYS[1], 't', 'w')
-redis.call('HSET', KEYS[1], 's', 'c', 'v', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if record[3] then
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if redis.call('DEL', KEYS[2]) == 1 then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
 end
 return 1
