@@ -377,7 +377,8 @@ where
                 let _ = Box::pin(tokio::time::timeout_at(recheck, flight.changed)).await;
             }
             Begin::Claimed(claim) => {
-                return run_claimed(store, options, namespace, claim, body).await
+                // Boxed: the replay path builds this future, so it is kept small.
+                return Box::pin(run_claimed(store, options, namespace, claim, body)).await
             }
         }
     }
