@@ -15,7 +15,6 @@ use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
 use idempotency::MemoryStore;
 use std::future::Future;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -279,26 +278,7 @@ fn distinct_keys(c: &mut Criterion) {
     group.finish();
 }
 
-/// Criterion's median for one benchmark, in nanoseconds.
-fn median(group: &str, id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            // <target>/release/deps/hot_path-<hash>
-            std::env::current_exe()
-                .ok()?
-                .ancestors()
-                .nth(3)
-                .map(PathBuf::from)
-        })?;
-    let path = target
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
-}
+use contenders::median;
 
 fn cell(value: Option<f64>, unit: f64) -> String {
     value.map_or_else(|| "—".into(), |v| format!("{:.0}", v / unit))

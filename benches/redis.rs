@@ -92,38 +92,24 @@ fn main() {
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
     let mut group = criterion.benchmark_group("redis_replay");
-    group.bench_function(BenchmarkId::from_parameter("raw_get"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(record_key)
-                        .query_async(&mut raw)
-                        .await
-                        .unwrap();
-                    black_box(bytes);
-                }
-                start.elapsed()
-            })
+    for (id, conn) in [("raw_get", &mut raw), ("raw_get_io_thread", &mut raw_io)] {
+        group.bench_function(BenchmarkId::from_parameter(id), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let bytes: Vec<u8> = redis::cmd("GET")
+                            .arg(record_key)
+                            .query_async(conn)
+                            .await
+                            .unwrap();
+                        black_box(bytes);
+                    }
+                    start.elapsed()
+                })
+            });
         });
-    });
-    group.bench_function(BenchmarkId::from_parameter("raw_get_io_thread"), |b| {
-        b.iter_custom(|iters| {
-            runtime.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let bytes: Vec<u8> = redis::cmd("GET")
-                        .arg(record_key)
-                        .query_async(&mut raw_io)
-                        .await
-                        .unwrap();
-                    black_box(bytes);
-                }
-                start.elapsed()
-            })
-        });
-    });
+    }
     group.bench_function(BenchmarkId::from_parameter("idempotency"), |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -137,7 +123,7 @@ fn main() {
     });
     group.finish();
     criterion.final_summary();
-    let median = |id: &str| hot_path_median("redis_replay", id);
+    let median = |id: &str| contenders::median("redis_replay", id);
     println!("\n| Redis replay | median µs | idempotency / this |\n|---|---:|---:|");
     let ours = median("idempotency");
     for id in ["raw_get", "raw_get_io_thread", "idempotency"] {
@@ -153,24 +139,4 @@ fn main() {
     }
     drop(io);
     drop(server);
-}
-
-/// Criterion's median for one benchmark, in nanoseconds.
-fn hot_path_median(group: &str, id: &str) -> Option<f64> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::current_exe()
-                .ok()?
-                .ancestors()
-                .nth(3)
-                .map(std::path::PathBuf::from)
-        })?;
-    let path = target
-        .join("criterion")
-        .join(group)
-        .join(id)
-        .join("new/estimates.json");
-    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
-    json["median"]["point_estimate"].as_f64()
 }

@@ -28,6 +28,28 @@ impl From<idempotency::Error> for AppError {
     }
 }
 
+/// Criterion's median for one benchmark of this run, in nanoseconds, read from its
+/// report under the target directory.
+pub fn median(group: &str, id: &str) -> Option<f64> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            // <target>/release/deps/<bench>-<hash>
+            std::env::current_exe()
+                .ok()?
+                .ancestors()
+                .nth(3)
+                .map(std::path::PathBuf::from)
+        })?;
+    let path = target
+        .join("criterion")
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    json["median"]["point_estimate"].as_f64()
+}
+
 /// Bodies run, across all contenders: the parallel benchmark checks it.
 pub static EXECUTIONS: AtomicU64 = AtomicU64::new(0);
 

@@ -378,7 +378,7 @@ where
             }
             Begin::Claimed(claim) => {
                 // Boxed: the replay path builds this future, so it is kept small.
-                return Box::pin(run_claimed(store, options, namespace, claim, body)).await
+                return Box::pin(run_claimed(store, options, namespace, claim, body)).await;
             }
         }
     }
