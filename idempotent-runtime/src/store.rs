@@ -31,7 +31,13 @@ use std::time::Duration;
 ///   panics: it must not block, and should release the claim promptly (a store that does
 ///   I/O spawns the release); the lease is only the backstop.
 ///
-/// The crate's conformance tests (`tests/store_contract.rs`) check these rules.
+/// Three provided methods are for stores in this process only, and keep their defaults
+/// elsewhere: [`in_process`](Store::in_process) (process-local keys),
+/// [`keep_decoded`](Store::keep_decoded) and [`with_decoded`](Store::with_decoded) (replays
+/// that clone a decoded value instead of decoding).
+///
+/// The conformance suite (the `conformance` module, behind the feature of that name)
+/// checks these rules; every store of this crate passes it.
 ///
 /// # Example
 ///
