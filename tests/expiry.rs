@@ -91,3 +91,45 @@ async fn idle_keys_keep_no_lock_state() {
     // Only the ten successful keys hold a record; failed ones left nothing behind.
     assert_eq!(STORE.len(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clearing_the_store_forgets_every_record_and_fences_off_the_holders() {
+    use common::Gate;
+    use idempotency::Error;
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
+    static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(store = &*STORE, wait = "0s")]
+    async fn work(id: u64) -> Result<u64, AppError> {
+        if RUNS.fetch_add(1, Ordering::SeqCst) == 1 {
+            STARTED.open();
+            GATE.wait().await;
+        }
+        Ok(id)
+    }
+
+    assert_eq!(work(1).await.unwrap(), 1);
+    let held = tokio::spawn(work(2));
+    STARTED.wait().await;
+    assert_eq!((STORE.len(), STORE.in_flight()), (2, 1));
+
+    STORE.clear();
+    assert!(STORE.is_empty());
+    assert_eq!(
+        work(1).await.unwrap(),
+        1,
+        "the completed record is gone: the body runs"
+    );
+    assert_eq!(
+        work(2).await.unwrap(),
+        2,
+        "the claim is gone: a new caller runs at once"
+    );
+    GATE.open();
+    let fenced = held.await.unwrap().unwrap_err().idempotency();
+    assert!(matches!(fenced, Error::LeaseLost { .. }), "{fenced:?}");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 4);
+    assert_eq!(work(2).await.unwrap(), 2, "the new caller's record stands");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 4);
+}
