@@ -178,10 +178,16 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             // One of the two is used, whichever fits the type.
             #[allow(unused_imports)]
             use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
-            (&&::idempotency::__private::ReplayProbe::<
-                <#ret as ::idempotency::__private::IdempotentResult>::Ok,
-            >::new())
-            .replayer()
+            (&&::idempotency::__private::ReplayProbe::<#ret>::new()).replayer()
+        }
+    };
+    let replay = local("__idempotent_replay");
+    // A replay of a value this process keeps decoded, before the call's future is built.
+    let fast_path = quote_spanned! {ret_span=>
+        if let ::core::option::Option::Some(#replay) =
+            #probe.replay_kept(#store_binding, &__IDEMPOTENT_OPTIONS, &#derived)
+        {
+            return #replay;
         }
     };
     let execute = quote_spanned! {ret_span=>
@@ -224,6 +230,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 #(#payload_args)*
                 #private::Derivation::finish(&mut #derivation)
             };
+            #fast_path
             let #body = async move {
                 #anchor
                 #block

@@ -83,44 +83,72 @@ pub trait ClientKey: AsRef<str> {}
 
 impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 
-/// How a replay gets its value: by cloning the decoded value a store in this process kept
-/// (for `Clone` types), or by decoding the stored bytes.
-pub struct Replayer<T> {
-    clone_decoded: Option<fn(&Decoded) -> Option<T>>,
-    to_decoded: Option<fn(&T) -> Decoded>,
+/// How a replay gets its result `R`: by cloning the decoded value a store in this
+/// process kept (for a `Result<T, E>` whose `T` is `Clone`), or by decoding the stored
+/// bytes.
+pub struct Replayer<R> {
+    /// The result of a replay of a kept value.
+    from_kept: Option<fn(&Decoded) -> Option<R>>,
+    /// The value to keep for a record, decoded from its bytes at its first replay.
+    to_keep: Option<ToKeep>,
 }
 
-impl<T> fmt::Debug for Replayer<T> {
+/// Decodes a record's bytes into the value a store in this process keeps.
+type ToKeep = fn(&[u8]) -> Option<Decoded>;
+
+impl<R> fmt::Debug for Replayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Replayer")
-            .field("clones", &self.clone_decoded.is_some())
+            .field("clones", &self.from_kept.is_some())
             .finish()
     }
 }
 
-impl<T> Replayer<T> {
-    /// The value a store in this process kept decoded, cloned, if it has one.
-    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<T> {
-        let clone_decoded = self.clone_decoded?;
-        let mut value = None;
-        store.with_decoded(request, &mut |decoded| {
-            value = clone_decoded(decoded);
-            value.is_some()
-        });
-        value
+impl<R> Replayer<R> {
+    /// The replay fast path, run by generated code before the call's future is built: a
+    /// store in this process that kept the decoded value of the completed record hands
+    /// over a clone of it. `None` means the call goes through [`execute`].
+    pub fn replay_kept<S: Store + ?Sized>(
+        &self,
+        store: &S,
+        options: &Options,
+        derived: &Derived,
+    ) -> Option<R> {
+        let (namespace, key, fingerprint) = derived.0.as_ref().ok()?;
+        let request = Request {
+            namespace,
+            key: *key,
+            fingerprint: *fingerprint,
+            lease: options.lease,
+        };
+        self.kept(store, &request)
     }
 
-    fn decoded(&self, value: &T) -> Option<Decoded> {
-        self.to_decoded.map(|to_decoded| to_decoded(value))
+    /// The result of a replay of the value a store in this process kept, if it has one.
+    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<R> {
+        let from_kept = self.from_kept?;
+        let mut result = None;
+        store.with_decoded(request, &mut |decoded| {
+            result = from_kept(decoded);
+            result.is_some()
+        });
+        result
+    }
+
+    /// The value to keep for a record whose bytes are `value`.
+    fn to_keep(&self, value: &[u8]) -> Option<Decoded> {
+        (self.to_keep?)(value)
     }
 }
 
-/// Picks the [`Replayer`] of `T` at the call site, by autoref specialization: a `Clone`
-/// type replays by cloning, any other by decoding. Generated code calls
-/// `(&&ReplayProbe::<T>::new()).replayer()` with both traits in scope.
-pub struct ReplayProbe<T>(PhantomData<T>);
+/// Picks the [`Replayer`] of a return type `R` at the call site, by autoref
+/// specialization: a `Result<T, E>` whose `T` is `Clone` replays by cloning, any other by
+/// decoding. Generated code calls `(&&ReplayProbe::<R>::new()).replayer()` with both
+/// traits in scope. No bound is asked of `R` here: what an `#[idempotent]` function may
+/// return is checked once, by [`execute`].
+pub struct ReplayProbe<R>(PhantomData<R>);
 
-impl<T> ReplayProbe<T> {
+impl<R> ReplayProbe<R> {
     /// The probe.
     #[must_use]
     pub const fn new() -> Self {
@@ -128,38 +156,46 @@ impl<T> ReplayProbe<T> {
     }
 }
 
-impl<T> Default for ReplayProbe<T> {
+impl<R> Default for ReplayProbe<R> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// Chosen for `Clone` types.
-pub trait ReplayByClone<T> {
+/// Chosen for `Result<T, E>` with a `Clone` `T`.
+pub trait ReplayByClone<R> {
     /// The replayer.
-    fn replayer(&self) -> Replayer<T>;
+    fn replayer(&self) -> Replayer<R>;
 }
 
-impl<T: Clone + Send + Sync + 'static> ReplayByClone<T> for &ReplayProbe<T> {
-    fn replayer(&self) -> Replayer<T> {
+impl<T, E> ReplayByClone<Result<T, E>> for &ReplayProbe<Result<T, E>>
+where
+    T: Clone + DeserializeOwned + Send + Sync + 'static,
+{
+    fn replayer(&self) -> Replayer<Result<T, E>> {
         Replayer {
-            clone_decoded: Some(|decoded| decoded.downcast_ref::<T>().cloned()),
-            to_decoded: Some(|value| Arc::new(value.clone())),
+            from_kept: Some(|decoded| decoded.downcast_ref::<T>().cloned().map(Ok)),
+            // The decoded form, so that a replayed `Outcome` stays replayed.
+            to_keep: Some(|value| {
+                codec::decode::<T>(value)
+                    .ok()
+                    .map(|kept| Arc::new(kept) as Decoded)
+            }),
         }
     }
 }
 
 /// Chosen for every other type.
-pub trait ReplayByDecode<T> {
+pub trait ReplayByDecode<R> {
     /// The replayer.
-    fn replayer(&self) -> Replayer<T>;
+    fn replayer(&self) -> Replayer<R>;
 }
 
-impl<T> ReplayByDecode<T> for ReplayProbe<T> {
-    fn replayer(&self) -> Replayer<T> {
+impl<R> ReplayByDecode<R> for ReplayProbe<R> {
+    fn replayer(&self) -> Replayer<R> {
         Replayer {
-            clone_decoded: None,
-            to_decoded: None,
+            from_kept: None,
+            to_keep: None,
         }
     }
 }
@@ -309,7 +345,7 @@ pub async fn execute<R, S, F>(
     store: &S,
     options: &Options,
     derived: Derived,
-    replayer: Replayer<R::Ok>,
+    replayer: Replayer<R>,
     body: F,
 ) -> R
 where
@@ -338,8 +374,8 @@ where
     loop {
         // The replay fast path, first and again after every wait: a duplicate woken by a
         // completion clones what the first replay decoded.
-        if let Some(value) = replayer.kept(store, &request) {
-            return R::from_ok(value);
+        if let Some(replay) = replayer.kept(store, &request) {
+            return replay;
         }
         let begin = match store.begin(&request).await {
             Ok(begin) => begin,
@@ -350,9 +386,8 @@ where
             Begin::Completed(record) => {
                 return match codec::decode(&record.value) {
                     Ok(value) => {
-                        // The decoded form, so that a replayed `Outcome` stays replayed.
-                        if let Some(decoded) = replayer.decoded(&value) {
-                            store.keep_decoded(&key, &record, decoded);
+                        if let Some(kept) = replayer.to_keep(&record.value) {
+                            store.keep_decoded(&key, &record, kept);
                         }
                         R::from_ok(value)
                     }
