@@ -89,12 +89,9 @@ impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 pub struct Replayer<R> {
     /// The result of a replay of a kept value.
     from_kept: Option<fn(&Decoded) -> Option<R>>,
-    /// The value to keep for a record, decoded from its bytes at its first replay.
-    to_keep: Option<ToKeep>,
+    /// The value to keep for a record: a clone of what its first replay decoded.
+    to_keep: Option<fn(&R) -> Option<Decoded>>,
 }
-
-/// Decodes a record's bytes into the value a store in this process keeps.
-type ToKeep = fn(&[u8]) -> Option<Decoded>;
 
 impl<R> fmt::Debug for Replayer<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -135,9 +132,9 @@ impl<R> Replayer<R> {
         result
     }
 
-    /// The value to keep for a record whose bytes are `value`.
-    fn to_keep(&self, value: &[u8]) -> Option<Decoded> {
-        (self.to_keep?)(value)
+    /// The value to keep for a record whose replay decoded `result`.
+    fn to_keep(&self, result: &R) -> Option<Decoded> {
+        (self.to_keep?)(result)
     }
 }
 
@@ -170,16 +167,17 @@ pub trait ReplayByClone<R> {
 
 impl<T, E> ReplayByClone<Result<T, E>> for &ReplayProbe<Result<T, E>>
 where
-    T: Clone + DeserializeOwned + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
 {
     fn replayer(&self) -> Replayer<Result<T, E>> {
         Replayer {
             from_kept: Some(|decoded| decoded.downcast_ref::<T>().cloned().map(Ok)),
-            // The decoded form, so that a replayed `Outcome` stays replayed.
-            to_keep: Some(|value| {
-                codec::decode::<T>(value)
+            // A clone of the decoded form, so that a replayed `Outcome` stays replayed.
+            to_keep: Some(|result| {
+                result
+                    .as_ref()
                     .ok()
-                    .map(|kept| Arc::new(kept) as Decoded)
+                    .map(|value| Arc::new(value.clone()) as Decoded)
             }),
         }
     }
@@ -372,10 +370,13 @@ where
     };
     let mut started = None;
     loop {
-        // The replay fast path, first and again after every wait: a duplicate woken by a
-        // completion clones what the first replay decoded.
-        if let Some(replay) = replayer.kept(store, &request) {
-            return replay;
+        // The replay fast path again after every wait (the generated code tried it before
+        // the first look): a duplicate woken by a completion clones what the first replay
+        // decoded.
+        if started.is_some() {
+            if let Some(replay) = replayer.kept(store, &request) {
+                return replay;
+            }
         }
         let begin = match store.begin(&request).await {
             Ok(begin) => begin,
@@ -386,10 +387,11 @@ where
             Begin::Completed(record) => {
                 return match codec::decode(&record.value) {
                     Ok(value) => {
-                        if let Some(kept) = replayer.to_keep(&record.value) {
+                        let replay = R::from_ok(value);
+                        if let Some(kept) = replayer.to_keep(&replay) {
                             store.keep_decoded(&key, &record, kept);
                         }
-                        R::from_ok(value)
+                        replay
                     }
                     Err(detail) => fail::<R>(Error::Codec(CodecError::new(namespace, detail))),
                 };
