@@ -245,6 +245,7 @@ impl Derivation {
     /// Starts the key of a call of the function described by `options`, whose path is the
     /// type name of a marker defined in its body (`site`).
     #[must_use]
+    #[inline(always)]
     pub fn new<S: Store + ?Sized>(
         options: &Options,
         cache: &NamespaceCache,

@@ -237,8 +237,17 @@ impl NamespaceKey {
 /// Arguments must be given in ascending order of their names, as the attribute does.
 #[derive(Clone)]
 pub struct KeyHasher {
-    hasher: Buffered,
+    hashing: Hashing,
     error: Option<EncodeError>,
+}
+
+/// The hash a [`KeyHasher`] computes, with its state.
+#[derive(Clone)]
+enum Hashing {
+    /// Keyed BLAKE3 under a namespace key: the stable key.
+    Stable(Buffered),
+    /// SipHash-1-3-128 under a per-namespace key derived from this process's secret.
+    Local(Sip13),
 }
 
 impl fmt::Debug for KeyHasher {
@@ -262,14 +271,16 @@ impl KeyHasher {
 
     /// Starts a key in a namespace whose keys were derived before.
     #[must_use]
+    #[inline]
     pub fn with_namespace(namespace: &NamespaceKey) -> Self {
-        Self::using(Algorithm::Stable(namespace.key))
+        Self::using(Hashing::Stable(Buffered::new(namespace.key)))
     }
 
     /// Starts a payload fingerprint in a namespace whose keys were derived before.
     #[must_use]
+    #[inline]
     pub fn fingerprint_with_namespace(namespace: &NamespaceKey) -> Self {
-        Self::using(Algorithm::Stable(namespace.fingerprint))
+        Self::using(Hashing::Stable(Buffered::new(namespace.fingerprint)))
     }
 
     /// Starts a **process-local** key: the same encoding less the parameter names, hashed
@@ -280,19 +291,22 @@ impl KeyHasher {
     /// the stable key, and clients can no more aim a collision at it, since they cannot
     /// know the secret.
     #[must_use]
+    #[inline]
     pub fn local(namespace: &NamespaceKey) -> Self {
-        Self::using(Algorithm::Local(namespace.local_key))
+        Self::using(Hashing::Local(Sip13::new(&namespace.local_key)))
     }
 
     /// Starts a process-local payload fingerprint (see [`KeyHasher::local`]).
     #[must_use]
+    #[inline]
     pub fn local_fingerprint(namespace: &NamespaceKey) -> Self {
-        Self::using(Algorithm::Local(namespace.local_fingerprint))
+        Self::using(Hashing::Local(Sip13::new(&namespace.local_fingerprint)))
     }
 
-    fn using(algorithm: Algorithm) -> Self {
+    #[inline]
+    fn using(hashing: Hashing) -> Self {
         KeyHasher {
-            hasher: Buffered::new(algorithm),
+            hashing,
             error: None,
         }
     }
@@ -300,8 +314,10 @@ impl KeyHasher {
     /// Adds the name of a generic argument of the function, so that each instantiation
     /// has its own records.
     pub fn generic(&mut self, type_name: &str) -> &mut Self {
-        self.hasher.put_byte(b'g');
-        put_str(&mut self.hasher, type_name);
+        match &mut self.hashing {
+            Hashing::Stable(sink) => put_generic(sink, type_name),
+            Hashing::Local(sink) => put_generic(sink, type_name),
+        }
         self
     }
 
@@ -309,13 +325,18 @@ impl KeyHasher {
     ///
     /// A process-local hasher ([`KeyHasher::local`]) leaves `name` out: its namespace key
     /// stands for the names ([`NamespaceKey::with_params`]).
+    #[inline]
     pub fn arg<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> &mut Self {
         if self.error.is_none() {
-            if let Algorithm::Stable(_) = self.hasher.algorithm {
-                self.hasher.put_byte(b'a');
-                put_str(&mut self.hasher, name);
-            }
-            if let Err(err) = encoding::encode(&mut self.hasher, value) {
+            let encoded = match &mut self.hashing {
+                Hashing::Stable(sink) => {
+                    sink.put_byte(b'a');
+                    put_str(sink, name);
+                    encoding::encode(sink, value)
+                }
+                Hashing::Local(sink) => encoding::encode(sink, value),
+            };
+            if let Err(err) = encoded {
                 self.error = Some(EncodeError(format!("argument `{name}`: {err}")));
             }
         }
@@ -329,16 +350,22 @@ impl KeyHasher {
     /// The key is empty or longer than [`MAX_CLIENT_KEY_LEN`] bytes.
     pub fn client_key(&mut self, key: &str) -> Result<&mut Self, InvalidKey> {
         validate_client_key(key)?;
-        self.hasher.put_byte(b'k');
-        put_str(&mut self.hasher, key);
+        match &mut self.hashing {
+            Hashing::Stable(sink) => put_client_key(sink, key),
+            Hashing::Local(sink) => put_client_key(sink, key),
+        }
         Ok(self)
     }
 
+    #[inline]
     fn digest(&self) -> Result<[u8; 16], KeyError> {
-        match &self.error {
-            Some(err) => Err(KeyError(err.0.clone())),
-            None => Ok(self.hasher.finalize()),
+        if let Some(err) = &self.error {
+            return Err(KeyError(err.0.clone()));
         }
+        Ok(match &self.hashing {
+            Hashing::Local(sip) => sip.finish(),
+            Hashing::Stable(buffered) => buffered.finalize(),
+        })
     }
 
     /// The key.
@@ -346,6 +373,7 @@ impl KeyHasher {
     /// # Errors
     ///
     /// An argument's `Serialize` implementation failed.
+    #[inline]
     pub fn finish(&self) -> Result<Key, KeyError> {
         self.digest().map(Key)
     }
@@ -355,46 +383,43 @@ impl KeyHasher {
     /// # Errors
     ///
     /// An argument's `Serialize` implementation failed.
+    #[inline]
     pub fn finish_fingerprint(&self) -> Result<Fingerprint, KeyError> {
         self.digest().map(Fingerprint)
     }
 }
 
-/// How a [`KeyHasher`] finishes.
-#[derive(Clone, Copy)]
-enum Algorithm {
-    /// Keyed BLAKE3 under a namespace key: the stable key.
-    Stable([u8; 32]),
-    /// SipHash-1-3-128 under a per-namespace key derived from this process's secret.
-    Local([u8; 16]),
+fn put_generic<S: Sink>(sink: &mut S, type_name: &str) {
+    sink.put_byte(b'g');
+    put_str(sink, type_name);
 }
 
-/// What a long input spills into.
-#[derive(Clone)]
-enum Spill {
-    Stable(Box<blake3::Hasher>),
-    Local(Sip13),
+fn put_client_key<S: Sink>(sink: &mut S, key: &str) {
+    sink.put_byte(b'k');
+    put_str(sink, key);
 }
 
-/// Hashes through a stack buffer: the whole input of a typical key fits in it, so one
-/// one-shot hash call does the work and nothing is allocated. Longer inputs spill into a
-/// streaming hasher, which gives the same digest.
+/// Keyed BLAKE3 through a stack buffer: the whole input of a typical key fits in it, so
+/// one one-shot hash call does the work and nothing is allocated. Longer inputs spill into
+/// a streaming hasher, which gives the same digest.
 #[derive(Clone)]
 struct Buffered {
-    algorithm: Algorithm,
+    key: [u8; 32],
     len: usize,
     /// The first `len` bytes are initialized. Left uninitialized otherwise: zeroing it
     /// would cost a typical key a third of its time.
     buf: [MaybeUninit<u8>; Buffered::CAPACITY],
-    spill: Option<Spill>,
+    spill: Option<Box<blake3::Hasher>>,
 }
 
 impl Buffered {
+    /// Three BLAKE3 blocks: room for the arguments of almost every handler.
     const CAPACITY: usize = 192;
 
-    fn new(algorithm: Algorithm) -> Self {
+    #[inline]
+    fn new(key: [u8; 32]) -> Self {
         Buffered {
-            algorithm,
+            key,
             len: 0,
             buf: [MaybeUninit::uninit(); Self::CAPACITY],
             spill: None,
@@ -412,42 +437,28 @@ impl Buffered {
     fn finalize(&self) -> [u8; 16] {
         let tail = self.filled();
         let mut out = [0; 16];
-        match (&self.spill, self.algorithm) {
-            (None, Algorithm::Stable(key)) => {
-                out.copy_from_slice(&blake3::keyed_hash(&key, tail).as_bytes()[..16]);
-            }
-            (None, Algorithm::Local(key)) => out = Sip13::new(&key).finish(tail),
-            (Some(Spill::Stable(spill)), _) => {
+        match &self.spill {
+            None => out.copy_from_slice(&blake3::keyed_hash(&self.key, tail).as_bytes()[..16]),
+            Some(spill) => {
                 let mut hasher = (**spill).clone();
                 hasher.update(tail);
                 out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
             }
-            (Some(Spill::Local(spill)), _) => out = spill.finish(tail),
         }
         out
     }
 
-    /// Hashes the full buffer into the streaming state and empties it. `CAPACITY` is a
-    /// multiple of SipHash's 8-byte word, so nothing is left over.
+    /// Hashes the full buffer into the streaming state and empties it.
     #[cold]
     fn flush(&mut self) {
-        let algorithm = self.algorithm;
-        let spill = self.spill.get_or_insert_with(|| match algorithm {
-            Algorithm::Stable(key) => Spill::Stable(Box::new(blake3::Hasher::new_keyed(&key))),
-            Algorithm::Local(key) => Spill::Local(Sip13::new(&key)),
-        });
+        let key = self.key;
+        let spill = self
+            .spill
+            .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&key)));
         let filled = &self.buf[..self.len];
         // SAFETY: as in `filled`; borrowing the field alone leaves `spill` free to borrow.
         let filled = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(filled) as *const [u8]) };
-        match spill {
-            Spill::Stable(hasher) => {
-                hasher.update(filled);
-            }
-            Spill::Local(state) => {
-                let rest = state.words(filled);
-                debug_assert!(rest.is_empty(), "the buffer holds whole words");
-            }
-        }
+        spill.update(filled);
         self.len = 0;
     }
 }

@@ -1,13 +1,23 @@
 //! SipHash-1-3 with a 128-bit output (Aumasson and Bernstein's reference, `cROUNDS = 1`,
-//! `dROUNDS = 3`, `outlen = 16`), written for one shape of input: a byte slice hashed at
-//! once, or fed in whole 8-byte words with a short tail at the end. That is all the
-//! process-local keys need, and it runs in half the time of a general streaming hasher.
+//! `dROUNDS = 3`, `outlen = 16`), as an encoding [`Sink`]: the process-local keys hash the
+//! canonical encoding as it is written, with no buffer in between.
+//!
+//! Bytes are gathered into the next message word in a register. A buffer would be written
+//! a byte at a time by the encoder and then read a word at a time by the hash, and each
+//! such read waits for the bytes' stores to retire: that stall was most of the time of a
+//! typical key.
 
-/// A SipHash-1-3 state that has absorbed some whole words.
+use crate::encoding::Sink;
+
+/// A SipHash-1-3-128 state, streaming.
 #[derive(Clone, Copy)]
 pub(crate) struct Sip13 {
     v: [u64; 4],
-    /// Bytes absorbed so far: the final block carries the total length.
+    /// The bytes of the next message word written so far, little-endian.
+    pending: u64,
+    /// How many bytes `pending` holds: always fewer than eight.
+    pending_len: u32,
+    /// Bytes absorbed as whole words: the final block carries the total length.
     absorbed: u64,
 }
 
@@ -38,6 +48,8 @@ impl Sip13 {
                 k0 ^ 0x6c79_6765_6e65_7261,
                 k1 ^ 0x7465_6462_7974_6573,
             ],
+            pending: 0,
+            pending_len: 0,
             absorbed: 0,
         }
     }
@@ -47,51 +59,73 @@ impl Sip13 {
         self.v[3] ^= word;
         round(&mut self.v);
         self.v[0] ^= word;
+        self.absorbed += 8;
     }
 
-    /// Absorbs every whole 8-byte word of `bytes`, and returns the bytes left over.
+    /// The hash of everything written.
     #[inline]
-    pub(crate) fn words<'a>(&mut self, bytes: &'a [u8]) -> &'a [u8] {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.absorb(u64::from_le_bytes(word));
-        }
-        self.absorbed += (bytes.len() - chunks.remainder().len()) as u64;
-        chunks.remainder()
-    }
-
-    /// The hash of everything absorbed followed by `tail`.
-    #[inline]
-    pub(crate) fn finish(mut self, tail: &[u8]) -> [u8; 16] {
-        let tail = self.words(tail);
-        let total = self.absorbed + tail.len() as u64;
-        let mut last = [0u8; 8];
-        last[..tail.len()].copy_from_slice(tail);
+    pub(crate) fn finish(&self) -> [u8; 16] {
+        let mut v = self.v;
+        let total = self.absorbed + u64::from(self.pending_len);
         // The length's low byte tops the last block.
-        #[allow(
-            clippy::cast_possible_truncation,
-            reason = "the length modulo 256, as specified"
-        )]
-        {
-            last[7] = total as u8;
-        }
-        self.absorb(u64::from_le_bytes(last));
-        self.v[2] ^= 0xee;
+        let last = self.pending | (total & 0xff) << 56;
+        v[3] ^= last;
+        round(&mut v);
+        v[0] ^= last;
+        v[2] ^= 0xee;
         for _ in 0..3 {
-            round(&mut self.v);
+            round(&mut v);
         }
-        let first = self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3];
-        self.v[1] ^= 0xdd;
+        let first = v[0] ^ v[1] ^ v[2] ^ v[3];
+        v[1] ^= 0xdd;
         for _ in 0..3 {
-            round(&mut self.v);
+            round(&mut v);
         }
-        let second = self.v[0] ^ self.v[1] ^ self.v[2] ^ self.v[3];
+        let second = v[0] ^ v[1] ^ v[2] ^ v[3];
         let mut out = [0; 16];
         out[..8].copy_from_slice(&first.to_le_bytes());
         out[8..].copy_from_slice(&second.to_le_bytes());
         out
+    }
+}
+
+impl Sink for Sip13 {
+    #[inline]
+    fn put_byte(&mut self, byte: u8) {
+        self.pending |= u64::from(byte) << (8 * self.pending_len);
+        self.pending_len += 1;
+        if self.pending_len == 8 {
+            let word = self.pending;
+            self.absorb(word);
+            self.pending = 0;
+            self.pending_len = 0;
+        }
+    }
+
+    #[inline]
+    fn put(&mut self, bytes: &[u8]) {
+        // Short pieces (most strings of a key) byte by byte; long ones a word at a time,
+        // read from where they lie.
+        if bytes.len() < 16 {
+            for &byte in bytes {
+                self.put_byte(byte);
+            }
+            return;
+        }
+        let head = (8 - self.pending_len as usize) % 8;
+        let (head, rest) = bytes.split_at(head);
+        for &byte in head {
+            self.put_byte(byte);
+        }
+        let mut words = rest.chunks_exact(8);
+        for chunk in &mut words {
+            let mut word = [0; 8];
+            word.copy_from_slice(chunk);
+            self.absorb(u64::from_le_bytes(word));
+        }
+        for &byte in words.remainder() {
+            self.put_byte(byte);
+        }
     }
 }
 
@@ -106,11 +140,12 @@ fn split_key(key: &[u8; 16]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::Sip13;
+    use crate::encoding::Sink;
     use siphasher::sip128::{Hasher128, SipHasher13};
     use std::hash::Hasher;
 
-    /// Against the `siphasher` crate, for every length across several blocks, hashed at
-    /// once and in pieces of whole words.
+    /// Against the `siphasher` crate, for every length across several blocks, written at
+    /// once, a byte at a time, and in two pieces split at every offset of a word.
     #[test]
     fn matches_the_reference_implementation() {
         let key: [u8; 16] = std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap());
@@ -122,15 +157,23 @@ mod tests {
             let mut reference = SipHasher13::new_with_key(&key);
             reference.write(bytes);
             let expected = reference.finish128().as_bytes();
-            assert_eq!(Sip13::new(&key).finish(bytes), expected, "length {len}");
-            let split = len / 16 * 8;
-            let mut state = Sip13::new(&key);
-            assert!(state.words(&bytes[..split]).is_empty());
-            assert_eq!(
-                state.finish(&bytes[split..]),
-                expected,
-                "length {len} in two pieces"
-            );
+
+            let mut whole = Sip13::new(&key);
+            whole.put(bytes);
+            assert_eq!(whole.finish(), expected, "length {len}");
+
+            let mut bytewise = Sip13::new(&key);
+            for &byte in bytes {
+                bytewise.put_byte(byte);
+            }
+            assert_eq!(bytewise.finish(), expected, "length {len}, byte by byte");
+
+            for split in 0..=len.min(24) {
+                let mut pieces = Sip13::new(&key);
+                pieces.put(&bytes[..split]);
+                pieces.put(&bytes[split..]);
+                assert_eq!(pieces.finish(), expected, "length {len} split at {split}");
+            }
         }
     }
 }
