@@ -185,7 +185,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // A replay of a value this process keeps decoded, before the call's future is built.
     let fast_path = quote_spanned! {ret_span=>
         if let ::core::option::Option::Some(#replay) =
-            #probe.replay_kept(#store_binding, &__IDEMPOTENT_OPTIONS, &#derived)
+            #probe.replay_kept(#store_binding, &#derived)
         {
             return #replay;
         }

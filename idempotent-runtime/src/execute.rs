@@ -2,7 +2,7 @@
 
 use crate::codec;
 use crate::error::{CodecDetail, CodecError, Error};
-use crate::key::{Fingerprint, Key, KeyHasher, NamespaceKey};
+use crate::key::{Fingerprint, KeyHasher, NamespaceKey};
 use crate::options::{Options, LEASE_MARGIN};
 use crate::record::{Begin, Claim, Decoded, Request};
 use crate::store::Store;
@@ -84,65 +84,96 @@ pub trait ClientKey: AsRef<str> {}
 impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 
 /// How a replay gets its result `R`: by cloning the decoded value a store in this
-/// process kept (for a `Result<T, E>` whose `T` is `Clone`), or by decoding the stored
-/// bytes.
-pub struct Replayer<R> {
-    /// The result of a replay of a kept value.
-    from_kept: Option<fn(&Decoded) -> Option<R>>,
-    /// The value to keep for a record: a clone of what its first replay decoded.
-    to_keep: Option<fn(&R) -> Option<Decoded>>,
+/// process kept ([`CloneReplayer`], for a `Result<T, E>` whose `T` is `Clone`), or by
+/// decoding the stored bytes ([`DecodeReplayer`]). Generated code picks one per return
+/// type with [`ReplayProbe`]; both are zero-sized and statically dispatched, so the
+/// clone is written straight into the caller's result.
+pub trait Replay<R> {
+    /// The result of a replay of the value a store in this process kept, if it has one.
+    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<R>;
+
+    /// The value to keep for a record whose replay decoded `result`.
+    fn to_keep(&self, result: &R) -> Option<Decoded>;
 }
 
-impl<R> fmt::Debug for Replayer<R> {
+/// Replays a `Result<T, E>` by cloning the `T` a store in this process kept.
+pub struct CloneReplayer<T, E>(PhantomData<fn() -> Result<T, E>>);
+
+impl<T, E> fmt::Debug for CloneReplayer<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Replayer")
-            .field("clones", &self.from_kept.is_some())
-            .finish()
+        f.write_str("CloneReplayer")
     }
 }
 
-impl<R> Replayer<R> {
+impl<T: Clone + Send + Sync + 'static, E> CloneReplayer<T, E> {
     /// The replay fast path, run by generated code before the call's future is built: a
     /// store in this process that kept the decoded value of the completed record hands
     /// over a clone of it. `None` means the call goes through [`execute`].
+    #[inline]
     pub fn replay_kept<S: Store + ?Sized>(
         &self,
         store: &S,
-        options: &Options,
         derived: &Derived,
-    ) -> Option<R> {
-        let (namespace, key, fingerprint) = derived.0.as_ref().ok()?;
-        let request = Request {
-            namespace,
-            key: *key,
-            fingerprint: *fingerprint,
-            lease: options.lease,
-        };
-        self.kept(store, &request)
+    ) -> Option<Result<T, E>> {
+        self.kept(store, derived.0.as_ref().ok()?)
     }
+}
 
-    /// The result of a replay of the value a store in this process kept, if it has one.
-    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<R> {
-        let from_kept = self.from_kept?;
+impl<T: Clone + Send + Sync + 'static, E> Replay<Result<T, E>> for CloneReplayer<T, E> {
+    #[inline]
+    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<Result<T, E>> {
         let mut result = None;
-        store.with_decoded(request, &mut |decoded| {
-            result = from_kept(decoded);
-            result.is_some()
+        store.with_decoded(request, &mut |decoded| match decoded.downcast_ref::<T>() {
+            Some(value) => {
+                result = Some(Ok(value.clone()));
+                true
+            }
+            None => false,
         });
         result
     }
 
-    /// The value to keep for a record whose replay decoded `result`.
-    fn to_keep(&self, result: &R) -> Option<Decoded> {
-        (self.to_keep?)(result)
+    fn to_keep(&self, result: &Result<T, E>) -> Option<Decoded> {
+        // A clone of the decoded form, so that a replayed `Outcome` stays replayed.
+        result
+            .as_ref()
+            .ok()
+            .map(|value| Arc::new(value.clone()) as Decoded)
     }
 }
 
-/// Picks the [`Replayer`] of a return type `R` at the call site, by autoref
-/// specialization: a `Result<T, E>` whose `T` is `Clone` replays by cloning, any other by
-/// decoding. Generated code calls `(&&ReplayProbe::<R>::new()).replayer()` with both
-/// traits in scope. No bound is asked of `R` here: what an `#[idempotent]` function may
-/// return is checked once, by [`execute`].
+/// Replays by decoding the stored bytes, every time.
+pub struct DecodeReplayer<R>(PhantomData<fn() -> R>);
+
+impl<R> fmt::Debug for DecodeReplayer<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DecodeReplayer")
+    }
+}
+
+impl<R> DecodeReplayer<R> {
+    /// Nothing is kept for such a result: always `None`.
+    #[inline]
+    pub fn replay_kept<S: Store + ?Sized>(&self, _store: &S, _derived: &Derived) -> Option<R> {
+        None
+    }
+}
+
+impl<R> Replay<R> for DecodeReplayer<R> {
+    fn kept<S: Store + ?Sized>(&self, _store: &S, _request: &Request) -> Option<R> {
+        None
+    }
+
+    fn to_keep(&self, _result: &R) -> Option<Decoded> {
+        None
+    }
+}
+
+/// Picks the replayer of a return type `R` at the call site, by autoref specialization:
+/// a `Result<T, E>` whose `T` is `Clone` replays by cloning, any other by decoding.
+/// Generated code calls `(&&ReplayProbe::<R>::new()).replayer()` with both traits in
+/// scope. No bound is asked of `R` here: what an `#[idempotent]` function may return is
+/// checked once, by [`execute`].
 pub struct ReplayProbe<R>(PhantomData<R>);
 
 impl<R> ReplayProbe<R> {
@@ -160,41 +191,37 @@ impl<R> Default for ReplayProbe<R> {
 }
 
 /// Chosen for `Result<T, E>` with a `Clone` `T`.
-pub trait ReplayByClone<R> {
+pub trait ReplayByClone {
+    /// What replays by cloning.
+    type Replayer;
     /// The replayer.
-    fn replayer(&self) -> Replayer<R>;
+    fn replayer(&self) -> Self::Replayer;
 }
 
-impl<T, E> ReplayByClone<Result<T, E>> for &ReplayProbe<Result<T, E>>
+impl<T, E> ReplayByClone for &ReplayProbe<Result<T, E>>
 where
     T: Clone + Send + Sync + 'static,
 {
-    fn replayer(&self) -> Replayer<Result<T, E>> {
-        Replayer {
-            from_kept: Some(|decoded| decoded.downcast_ref::<T>().cloned().map(Ok)),
-            // A clone of the decoded form, so that a replayed `Outcome` stays replayed.
-            to_keep: Some(|result| {
-                result
-                    .as_ref()
-                    .ok()
-                    .map(|value| Arc::new(value.clone()) as Decoded)
-            }),
-        }
+    type Replayer = CloneReplayer<T, E>;
+    #[inline]
+    fn replayer(&self) -> CloneReplayer<T, E> {
+        CloneReplayer(PhantomData)
     }
 }
 
 /// Chosen for every other type.
-pub trait ReplayByDecode<R> {
+pub trait ReplayByDecode {
+    /// What replays by decoding.
+    type Replayer;
     /// The replayer.
-    fn replayer(&self) -> Replayer<R>;
+    fn replayer(&self) -> Self::Replayer;
 }
 
-impl<R> ReplayByDecode<R> for ReplayProbe<R> {
-    fn replayer(&self) -> Replayer<R> {
-        Replayer {
-            from_kept: None,
-            to_keep: None,
-        }
+impl<R> ReplayByDecode for ReplayProbe<R> {
+    type Replayer = DecodeReplayer<R>;
+    #[inline]
+    fn replayer(&self) -> DecodeReplayer<R> {
+        DecodeReplayer(PhantomData)
     }
 }
 
@@ -231,15 +258,15 @@ impl Default for NamespaceCache {
 #[derive(Debug)]
 pub struct Derivation {
     namespace: &'static str,
+    lease: Option<Duration>,
     key: KeyHasher,
     fingerprint: Option<KeyHasher>,
     invalid: Option<Error>,
 }
 
-/// The outcome of a [`Derivation`]: the namespace, key and fingerprint of a call, or why
-/// there is none.
+/// The outcome of a [`Derivation`]: the request of a call, or why there is none.
 #[derive(Debug)]
-pub struct Derived(Result<(&'static str, Key, Fingerprint), Error>);
+pub struct Derived(Result<Request, Error>);
 
 impl Derivation {
     /// Starts the key of a call of the function described by `options`, whose path is the
@@ -274,6 +301,7 @@ impl Derivation {
         });
         Derivation {
             namespace,
+            lease: options.lease,
             key,
             fingerprint,
             invalid: None,
@@ -313,7 +341,7 @@ impl Derivation {
         Derived(self.digests())
     }
 
-    fn digests(&mut self) -> Result<(&'static str, Key, Fingerprint), Error> {
+    fn digests(&mut self) -> Result<Request, Error> {
         let namespace = self.namespace;
         if let Some(err) = self.invalid.take() {
             return Err(err);
@@ -324,7 +352,12 @@ impl Derivation {
             Some(hasher) => hasher.finish_fingerprint().map_err(codec)?,
             None => Fingerprint::NONE,
         };
-        Ok((namespace, key, fingerprint))
+        Ok(Request {
+            namespace,
+            key,
+            fingerprint,
+            lease: self.lease,
+        })
     }
 }
 
@@ -340,30 +373,31 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
 
 /// Runs one call: replays a completed record, waits for an attempt in flight, or claims
 /// the key and runs `body` under the claim.
-pub async fn execute<R, S, F>(
+pub async fn execute<R, S, F, P>(
     store: &S,
     options: &Options,
     derived: Derived,
-    replayer: Replayer<R>,
+    replayer: P,
     body: F,
 ) -> R
 where
     R: IdempotentResult,
+    P: Replay<R>,
     R::Ok: Stored,
     R::Err: IdempotencyError,
     S: Store + ?Sized,
     F: Future<Output = R>,
 {
-    let (namespace, key, fingerprint) = match derived.0 {
-        Ok(parts) => parts,
+    let request = match derived.0 {
+        Ok(request) => request,
         Err(err) => return fail::<R>(err),
     };
-    let request = Request {
+    let Request {
         namespace,
         key,
         fingerprint,
-        lease: options.lease,
-    };
+        ..
+    } = request;
     let mismatch = || {
         fail::<R>(Error::PayloadMismatch {
             namespace: namespace.to_owned(),

@@ -54,8 +54,9 @@ pub use store::{default_store, set_default_store, DefaultStore, Store};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::execute::{
-        execute, ClientKey, Derivation, Derived, IdempotencyError, IdempotentResult, KeyArg,
-        NamespaceCache, ReplayByClone, ReplayByDecode, ReplayProbe, Replayer, Stored,
+        execute, ClientKey, CloneReplayer, DecodeReplayer, Derivation, Derived, IdempotencyError,
+        IdempotentResult, KeyArg, NamespaceCache, Replay, ReplayByClone, ReplayByDecode,
+        ReplayProbe, Stored,
     };
     pub use crate::options::Options;
     pub use crate::store::default_store;
