@@ -405,3 +405,60 @@ async fn results_that_are_not_clone_replay_by_decoding() {
     }
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn clone_results_are_decoded_once_then_cloned() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    static DECODES: AtomicUsize = AtomicUsize::new(0);
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    /// Stored as its number; counts its decodes and clones.
+    #[derive(Debug, PartialEq, Serialize)]
+    #[serde(transparent)]
+    struct Ticket(usize);
+    impl Clone for Ticket {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Ticket(self.0)
+        }
+    }
+    impl<'de> Deserialize<'de> for Ticket {
+        fn deserialize<D: serde::Deserializer<'de>>(decoder: D) -> Result<Self, D::Error> {
+            DECODES.fetch_add(1, Ordering::SeqCst);
+            usize::deserialize(decoder).map(Ticket)
+        }
+    }
+    #[idempotent]
+    async fn ticket(event: u64) -> Result<Outcome<Ticket>, AppError> {
+        Ok(Outcome::fresh(Ticket(
+            RUNS.fetch_add(1, Ordering::SeqCst) + event as usize,
+        )))
+    }
+
+    let first = ticket(7).await.unwrap();
+    assert!(!first.is_replayed());
+    assert_eq!(DECODES.load(Ordering::SeqCst), 0);
+    // The first replay decodes the record, and the store keeps a clone of what it decoded.
+    let second = ticket(7).await.unwrap();
+    assert!(second.is_replayed());
+    assert_eq!(
+        (
+            DECODES.load(Ordering::SeqCst),
+            CLONES.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    // Every later replay clones the kept value: no decode, one clone each.
+    for n in 1..=5 {
+        let again = ticket(7).await.unwrap();
+        assert!(again.is_replayed(), "the kept value is the replayed form");
+        assert_eq!(*again, *first);
+        assert_eq!(
+            (
+                DECODES.load(Ordering::SeqCst),
+                CLONES.load(Ordering::SeqCst)
+            ),
+            (1, 1 + n)
+        );
+    }
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
