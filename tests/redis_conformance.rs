@@ -1,10 +1,15 @@
 //! The Redis store passes the conformance suite every store must pass, on one server and
 //! on a three-node cluster.
 
+mod common;
 mod support;
 
+use common::{AppError, Gate, Probe};
 use idempotency::conformance::{self, Settings};
-use idempotency::RedisStore;
+use idempotency::{idempotent, RedisStore};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 use support::{RedisCluster, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,41 +31,49 @@ async fn redis_cluster_store_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_duplicates_on_a_cluster_run_the_body_once() {
-    use idempotency::idempotent;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    const KEYS: u64 = 20;
+    const DUPLICATES: usize = 25;
     static RUNS: AtomicUsize = AtomicUsize::new(0);
-    #[derive(Debug)]
-    struct AppError;
-    impl From<idempotency::Error> for AppError {
-        fn from(_: idempotency::Error) -> Self {
-            AppError
-        }
-    }
+    /// One per key: its body holds the claim until every duplicate has found it in flight.
+    static GATES: LazyLock<Vec<Gate>> =
+        LazyLock::new(|| (0..KEYS).map(|_| Gate::default()).collect());
     #[idempotent(name = "cluster.orders", store = node, skip(node))]
-    async fn create(node: &RedisStore, customer: u64) -> Result<u64, AppError> {
+    async fn create(node: &Probe<RedisStore>, customer: u64) -> Result<u64, AppError> {
         RUNS.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        GATES[usize::try_from(customer).unwrap()].wait().await;
         Ok(customer * 3)
     }
 
     let cluster = RedisCluster::start();
-    let node = RedisStore::cluster_builder(cluster.urls())
-        .connect()
-        .await
-        .unwrap();
+    let node = Arc::new(Probe::new(
+        RedisStore::cluster_builder(cluster.urls())
+            .connect()
+            .await
+            .unwrap(),
+    ));
     // Keys spread over the three masters' slots.
-    for customer in 0..20 {
-        let calls: Vec<_> = (0..25)
+    for customer in 0..KEYS {
+        let busy = node.busy();
+        let calls: Vec<_> = (0..DUPLICATES)
             .map(|_| {
-                let node = node.clone();
+                let node = Arc::clone(&node);
                 tokio::spawn(async move { create(&node, customer).await.unwrap() })
             })
             .collect();
+        // Every duplicate but the holder is told the key is in flight before it completes.
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            node.until_busy(busy + DUPLICATES - 1),
+        )
+        .await
+        .expect("every duplicate finds the key in flight");
+        GATES[usize::try_from(customer).unwrap()].open();
         for call in calls {
             assert_eq!(call.await.unwrap(), customer * 3);
         }
     }
     assert_eq!(RUNS.load(Ordering::SeqCst), 20);
+    assert_eq!(node.claims(), 20);
     let per_node: Vec<usize> = cluster
         .nodes
         .iter()
