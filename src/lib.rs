@@ -128,7 +128,7 @@ pub use idempotent_runtime::conformance;
 
 #[cfg(feature = "redis")]
 #[doc(inline)]
-pub use idempotent_runtime::{RedisStore, RedisStoreBuilder};
+pub use idempotent_runtime::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
 
 #[doc(hidden)]
 pub use idempotent_runtime::__private;

@@ -13,6 +13,8 @@ use crate::error::CodecDetail;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::cell::Cell;
+use std::io;
+use std::time::{Duration, Instant};
 
 const FORMAT_VERSION: u8 = 1;
 const JSON: u8 = b'J';
@@ -27,17 +29,96 @@ thread_local! {
 /// Encodes `value` for storage; when it cannot be encoded, the record says why instead,
 /// and the error is returned alongside it.
 pub(crate) fn encode<T: Serialize>(value: &T) -> (Vec<u8>, Option<CodecDetail>) {
+    // Without a deadline the writer never fails, so this always encodes to the end.
+    encode_until(value, None).unwrap_or_else(|| {
+        let reason = "the encoding was interrupted";
+        (
+            unreplayable(reason),
+            Some(CodecDetail::Encode(reason.to_owned())),
+        )
+    })
+}
+
+/// Like [`encode`], but gives up (`None`) once it has taken about `budget`, so that a slow
+/// or huge encoding can be done again while something else keeps the claim alive.
+pub(crate) fn encode_within<T: Serialize>(
+    value: &T,
+    budget: Duration,
+) -> Option<(Vec<u8>, Option<CodecDetail>)> {
+    encode_until(value, Some(budget))
+}
+
+fn encode_until<T: Serialize>(
+    value: &T,
+    budget: Option<Duration>,
+) -> Option<(Vec<u8>, Option<CodecDetail>)> {
     let mut out = SPARE.take();
     out.clear();
     out.extend_from_slice(&[FORMAT_VERSION, JSON]);
-    match serde_json::to_writer(&mut out, value) {
-        Ok(()) => (out, None),
-        Err(err) => {
-            let reason = err.to_string();
-            let mut out = vec![FORMAT_VERSION, UNREPLAYABLE];
-            out.extend_from_slice(reason.as_bytes());
-            (out, Some(CodecDetail::Encode(reason)))
+    let mut writer = Timed {
+        out: &mut out,
+        writes: 0,
+        budget,
+        deadline: None,
+    };
+    match serde_json::to_writer(&mut writer, value) {
+        Ok(()) => Some((out, None)),
+        Err(err) if err.is_io() => {
+            recycle(out);
+            None
         }
+        Err(err) => {
+            recycle(out);
+            let reason = err.to_string();
+            Some((unreplayable(&reason), Some(CodecDetail::Encode(reason))))
+        }
+    }
+}
+
+/// The record of a successful call whose result cannot be stored, and why: duplicates
+/// decode it as [`CodecDetail::Unreplayable`].
+pub(crate) fn unreplayable(reason: &str) -> Vec<u8> {
+    let mut out = vec![FORMAT_VERSION, UNREPLAYABLE];
+    out.extend_from_slice(reason.as_bytes());
+    out
+}
+
+/// Writes into the buffer, and fails once the budget is spent. The clock is read every 16
+/// writes, first at the 16th: a small result takes fewer, so it reads no clock at all.
+struct Timed<'a> {
+    out: &'a mut Vec<u8>,
+    writes: u32,
+    budget: Option<Duration>,
+    deadline: Option<Instant>,
+}
+
+impl io::Write for Timed<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writes = self.writes.wrapping_add(1);
+        if self.writes % 16 == 0 {
+            if let Some(budget) = self.budget {
+                let now = Instant::now();
+                match self.deadline {
+                    None => self.deadline = Some(now + budget),
+                    Some(deadline) if now >= deadline => {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "over the budget"));
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.out.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 

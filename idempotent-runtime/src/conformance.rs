@@ -22,6 +22,7 @@
 use crate::key::{Fingerprint, Key, KeyHasher};
 use crate::record::{Begin, Claim, Completed, InFlight, Request};
 use crate::store::Store;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 use tokio::time::{sleep, timeout, Instant};
@@ -304,37 +305,66 @@ pub async fn abandon_frees_the_key_promptly<S: Store>(store: &S, settings: &Sett
     }
 }
 
-/// Waiters are woken by a completion or a release, long before the holder's lease ends.
+/// Waiters are woken long before the holder's lease ends: every waiter by a completion
+/// (they all replay it), and at least one by a release, which may hand the key over to
+/// one waiter at a time (so that a failing body does not make every waiter race for the
+/// key each time): the waiters left are woken by the releases or the completion of the
+/// attempts that follow.
 pub async fn completion_and_release_notify_waiters<S: Store>(store: &S, settings: &Settings) {
     const RULE: &str = "completion_and_release_notify_waiters";
-    for completes in [true, false] {
-        let req = request(fresh_key(RULE), Fingerprint::NONE, settings.long_lease);
-        let held = claim(store, &req, RULE).await;
-        let waiters = [
-            in_flight(store, &req, RULE).await,
-            in_flight(store, &req, RULE).await,
-        ];
-        if completes {
-            complete(store, &held, b"done", Duration::from_secs(60), RULE).await;
-        } else {
-            release(store, &held, RULE).await;
-        }
-        for waiter in waiters {
-            assert!(
-                timeout(settings.notify_within, waiter.changed)
-                    .await
-                    .is_ok(),
-                "{RULE}: a waiter must be notified within {:?} of a {}",
-                settings.notify_within,
-                if completes { "completion" } else { "release" },
-            );
-        }
-        match begin(store, &req, RULE).await {
-            Begin::Completed(record) if completes => assert_eq!(&*record.value, b"done"),
-            Begin::Claimed(claim) if !completes => release(store, &claim, RULE).await,
-            other => panic!("{RULE}: unexpected state after the notice: {other:?}"),
-        }
+    let req = request(fresh_key(RULE), Fingerprint::NONE, settings.long_lease);
+    let held = claim(store, &req, RULE).await;
+    let waiters = [
+        in_flight(store, &req, RULE).await,
+        in_flight(store, &req, RULE).await,
+    ];
+    complete(store, &held, b"done", Duration::from_secs(60), RULE).await;
+    for waiter in waiters {
+        assert!(
+            timeout(settings.notify_within, waiter.changed)
+                .await
+                .is_ok(),
+            "{RULE}: every waiter must be notified within {:?} of a completion",
+            settings.notify_within,
+        );
     }
+    match begin(store, &req, RULE).await {
+        Begin::Completed(record) => assert_eq!(&*record.value, b"done"),
+        other => panic!("{RULE}: unexpected state after the completion: {other:?}"),
+    }
+
+    let req = request(fresh_key(RULE), Fingerprint::NONE, settings.long_lease);
+    let mut held = claim(store, &req, RULE).await;
+    let mut waiters = vec![
+        in_flight(store, &req, RULE).await.changed,
+        in_flight(store, &req, RULE).await.changed,
+    ];
+    while !waiters.is_empty() {
+        release(store, &held, RULE).await;
+        let woken = timeout(
+            settings.notify_within,
+            std::future::poll_fn(|cx| {
+                let ready = waiters
+                    .iter_mut()
+                    .position(|waiter| std::pin::Pin::new(waiter).poll(cx).is_ready());
+                ready.map_or(std::task::Poll::Pending, std::task::Poll::Ready)
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{RULE}: a release must notify a waiter within {:?}",
+                settings.notify_within
+            )
+        });
+        drop(waiters.swap_remove(woken));
+        // The woken waiter takes the key over, as a caller would.
+        held = match begin(store, &req, RULE).await {
+            Begin::Claimed(claim) => claim,
+            other => panic!("{RULE}: the key must be vacant after a release: {other:?}"),
+        };
+    }
+    release(store, &held, RULE).await;
 }
 
 /// A claim renewed before its lease ends stays held past the original lease.

@@ -165,6 +165,7 @@ pub struct StoreError {
 #[derive(Debug)]
 enum StoreErrorKind {
     LeaseLost,
+    TooLarge { len: usize, limit: usize },
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }
 
@@ -177,6 +178,32 @@ impl StoreError {
         StoreError {
             kind: StoreErrorKind::LeaseLost,
         }
+    }
+
+    /// The completed record of `len` bytes is over the `limit` the store accepts (Redis
+    /// refuses values over its `proto-max-bulk-len`). Returned by
+    /// [`Store::complete`](crate::Store::complete), which then stored nothing; the call
+    /// completes the claim with a record that says so, which duplicates receive as
+    /// [`Error::Codec`], so that the body does not run again for every retry.
+    ///
+    /// ```
+    /// use idempotent_runtime::StoreError;
+    ///
+    /// let err = StoreError::too_large(600 << 20, 512 << 20);
+    /// assert!(err.is_too_large());
+    /// assert_eq!(err.to_string(), "the result is 629145600 bytes, over the store's limit of 536870912");
+    /// ```
+    #[must_use]
+    pub fn too_large(len: usize, limit: usize) -> Self {
+        StoreError {
+            kind: StoreErrorKind::TooLarge { len, limit },
+        }
+    }
+
+    /// Whether this is the answer of [`StoreError::too_large`].
+    #[must_use]
+    pub fn is_too_large(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::TooLarge { .. })
     }
 
     /// The backend failed (I/O, protocol, timeout, server error).
@@ -199,6 +226,10 @@ impl fmt::Display for StoreError {
             StoreErrorKind::LeaseLost => {
                 f.write_str("the claim's lease was lost to another attempt")
             }
+            StoreErrorKind::TooLarge { len, limit } => write!(
+                f,
+                "the result is {len} bytes, over the store's limit of {limit}"
+            ),
             StoreErrorKind::Backend(err) => err.fmt(f),
         }
     }
@@ -207,7 +238,7 @@ impl fmt::Display for StoreError {
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            StoreErrorKind::LeaseLost => None,
+            StoreErrorKind::LeaseLost | StoreErrorKind::TooLarge { .. } => None,
             StoreErrorKind::Backend(err) => err.source(),
         }
     }

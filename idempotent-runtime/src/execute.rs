@@ -1,7 +1,7 @@
 //! One call of an `#[idempotent]` function: replay, wait, or claim and run the body.
 
 use crate::codec;
-use crate::error::{CodecDetail, CodecError, Error};
+use crate::error::{CodecDetail, CodecError, Error, StoreError};
 use crate::key::{Fingerprint, KeyHasher, NamespaceKey};
 use crate::options::{Options, LEASE_MARGIN};
 use crate::record::{Begin, Claim, Decoded, Request};
@@ -508,12 +508,21 @@ where
         store,
         claim: Some(claim),
     };
-    let output = with_renewal(store, guard.claim(), body).await;
-    match output.into_ok() {
-        Ok(value) => {
-            let (bytes, _unencodable) = codec::encode(&value);
-            let completed = store.complete(guard.claim(), &bytes, options.ttl).await;
-            codec::recycle(bytes);
+    let claim = guard.claim().clone();
+    // The lease covers the body, the encoding of its result and the completion write: a
+    // claim that lapsed before its record was written would let a duplicate run the body.
+    let step = with_renewal(store, &claim, async {
+        match body.await.into_ok() {
+            Ok(value) => {
+                let completed = complete(store, &claim, &value, options.ttl).await;
+                Ok((value, completed))
+            }
+            Err(failure) => Err(failure),
+        }
+    })
+    .await;
+    match step {
+        Ok((value, completed)) => {
             guard.disarm();
             match completed {
                 Err(err) if err.is_lease_lost() => fail::<R>(Error::LeaseLost {
@@ -528,10 +537,104 @@ where
         Err(failure) => {
             // Nothing is stored: the next caller runs the body. If the release fails, the
             // lease frees the key instead.
-            let _ = store.release(guard.claim()).await;
+            let _ = store.release(&claim).await;
             guard.disarm();
             failure
         }
+    }
+}
+
+/// Encodes `value` and completes the claim with it. A result over the store's size limit
+/// completes it with a record that says so instead: its duplicates then get
+/// [`Error::Codec`] rather than run the body again, every one of them, for the TTL.
+async fn complete<S, T>(
+    store: &S,
+    claim: &Claim,
+    value: &T,
+    ttl: Duration,
+) -> Result<(), StoreError>
+where
+    S: Store + ?Sized,
+    T: Serialize,
+{
+    let (bytes, _unencodable) = encode_renewing(store, claim, value);
+    let completed = store.complete(claim, &bytes, ttl).await;
+    codec::recycle(bytes);
+    match completed {
+        Err(err) if err.is_too_large() => {
+            let marker = codec::unreplayable(&err.to_string());
+            store.complete(claim, &marker, ttl).await
+        }
+        completed => completed,
+    }
+}
+
+/// Encodes a result while its claim stays renewed. The task that encodes cannot renew
+/// meanwhile, so an encoding that runs past a quarter of the lease (a huge result, a slow
+/// `Serialize`) starts again beside a thread of its own that renews the claim.
+fn encode_renewing<S, T>(store: &S, claim: &Claim, value: &T) -> (Vec<u8>, Option<CodecDetail>)
+where
+    S: Store + ?Sized,
+    T: Serialize,
+{
+    if let Some(encoded) = codec::encode_within(value, claim.lease() / 4) {
+        return encoded;
+    }
+    let stop = Stop::default();
+    std::thread::scope(|scope| {
+        scope.spawn(|| keep_renewing(store, claim, &stop));
+        let encoded = codec::encode(value);
+        stop.set();
+        encoded
+    })
+}
+
+/// Renews `claim` now and at every third of its lease, until `stop` is set, on a runtime
+/// of this thread's own: the caller's may be a current-thread runtime that is busy
+/// encoding.
+fn keep_renewing<S: Store + ?Sized>(store: &S, claim: &Claim, stop: &Stop) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return;
+    };
+    let interval = (claim.lease() / 3).max(Duration::from_millis(1));
+    loop {
+        let renewed = runtime.block_on(tokio::time::timeout(interval, store.renew(claim)));
+        if matches!(renewed, Ok(Err(err)) if err.is_lease_lost()) || stop.wait(interval) {
+            return;
+        }
+    }
+}
+
+/// A flag one thread sets and another waits for.
+#[derive(Default)]
+struct Stop {
+    set: std::sync::Mutex<bool>,
+    changed: std::sync::Condvar,
+}
+
+impl Stop {
+    fn set(&self) {
+        *self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits at most `timeout` for the flag; whether it is set.
+    fn wait(&self, timeout: Duration) -> bool {
+        let set = self
+            .set
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (set, _) = self
+            .changed
+            .wait_timeout_while(set, timeout, |set| !*set)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *set
     }
 }
 

@@ -46,7 +46,7 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 pub use record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 #[cfg(feature = "redis")]
-pub use redis_store::{RedisStore, RedisStoreBuilder};
+pub use redis_store::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
 pub use store::{default_store, set_default_store, DefaultStore, Store};
 
 /// Support for the code `#[idempotent]` generates. Not a stable API: it changes without

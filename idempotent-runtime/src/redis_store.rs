@@ -12,11 +12,18 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::fmt;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 use tokio::runtime::{Handle, Runtime};
-use tokio::sync::watch;
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::Notify;
+
+mod server;
+
+use server::Refusal;
+pub use server::{Persistence, ServerInfo};
 
 /// A store in Redis: one record per key, shared by every process that connects to the
 /// same server (or cluster) with the same prefix.
@@ -72,6 +79,11 @@ struct Inner {
     lease: Duration,
     response_timeout: Duration,
     waiters: Arc<Waiters>,
+    servers: Vec<ServerInfo>,
+    /// The longest record the servers accept.
+    max_record_len: usize,
+    /// Replicas that must acknowledge a completion, and how long to wait for them.
+    replicas: Option<(u64, Duration)>,
 }
 
 /// Owns the store's I/O thread, and shuts it down without blocking when dropped, which
@@ -113,6 +125,9 @@ struct SingleNode {
     connect_timeout: Duration,
     current: parking_lot::RwLock<MultiplexedConnection>,
     reconnecting: std::sync::atomic::AtomicBool,
+    /// How many times the connection was replaced, and a signal of each time.
+    generation: AtomicU64,
+    replaced: Notify,
 }
 
 impl SingleNode {
@@ -144,6 +159,8 @@ impl SingleNode {
                 if let Ok(fresh) = node.connect().await {
                     *node.current.write() = fresh;
                     node.reconnecting.store(false, Ordering::Release);
+                    node.generation.fetch_add(1, Ordering::AcqRel);
+                    node.replaced.notify_waiters();
                     return;
                 }
                 drop(node);
@@ -151,6 +168,21 @@ impl SingleNode {
                 delay = (delay * 2).min(Duration::from_secs(1));
             }
         });
+    }
+
+    /// Waits, at most the connect timeout, until the connection has been replaced since it
+    /// was at `generation`; whether it was.
+    async fn replaced_since(&self, generation: u64) -> bool {
+        let deadline = tokio::time::Instant::now() + self.connect_timeout;
+        loop {
+            let replaced = self.replaced.notified();
+            if self.generation.load(Ordering::Acquire) != generation {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, replaced).await.is_err() {
+                return false;
+            }
+        }
     }
 }
 
@@ -216,6 +248,11 @@ pub struct RedisStoreBuilder {
     connect_timeout: Duration,
     response_timeout: Duration,
     lease: Duration,
+    heartbeat: Duration,
+    accept_eviction: bool,
+    require_persistence: bool,
+    max_value_len: Option<usize>,
+    replicas: Option<(u64, Duration)>,
 }
 
 impl RedisStoreBuilder {
@@ -236,7 +273,10 @@ impl RedisStoreBuilder {
 
     /// How long one step may wait for its answer before the call fails with
     /// [`Error::Store`] (default 2 seconds). No body runs without a claim, so an
-    /// unreachable server fails calls within this time, before their bodies.
+    /// unreachable server fails calls within this time, before their bodies. A connection
+    /// that times out is replaced. Give results of tens of megabytes more: their replay is
+    /// one reply that must arrive within this time (the completion of a large result
+    /// gets more time by itself, in proportion to its size).
     #[must_use]
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
@@ -251,12 +291,72 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Connects, and starts listening for completions.
+    /// How often the connection that hears completions is checked with a `PING` (default
+    /// 1 second). A connection that went silent (a NAT or load balancer dropped the flow
+    /// without a FIN or RST) fails the check within this time plus the response timeout;
+    /// it is then replaced, and every waiter looks at its record again, so no waiter
+    /// trusts a dead channel for longer.
+    #[must_use]
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Connects even if the server can evict records (any `maxmemory-policy` but
+    /// `noeviction`, which [`connect`](Self::connect) otherwise refuses: `volatile-*`
+    /// policies evict records too, since every record has an expiry). A record evicted
+    /// before its TTL is forgotten: the next duplicate runs the body again. Only for a
+    /// Redis that is a cache by design, where that is acceptable.
+    #[must_use]
+    pub fn accept_eviction(mut self) -> Self {
+        self.accept_eviction = true;
+        self
+    }
+
+    /// Refuses, at [`connect`](Self::connect), a server that keeps records only in memory
+    /// (neither `appendonly` nor snapshots), whose restart would forget every record. A
+    /// server that does not say (`CONFIG` disabled) is accepted; see
+    /// [`RedisStore::servers`] for what it said.
+    #[must_use]
+    pub fn require_persistence(mut self) -> Self {
+        self.require_persistence = true;
+        self
+    }
+
+    /// The largest result to store, in bytes of its encoding (default: what the server
+    /// accepts, its `proto-max-bulk-len`, 512 MiB unless configured). The caller of a
+    /// larger result still gets it, and its duplicates get [`Error::Codec`] (the record
+    /// says the result was too large to keep) instead of running the body again. A
+    /// value above the server's own limit is lowered to it.
+    #[must_use]
+    pub fn max_value_len(mut self, bytes: usize) -> Self {
+        self.max_value_len = Some(bytes);
+        self
+    }
+
+    /// Waits, after every completion, until `replicas` replicas have acknowledged it
+    /// (`WAIT`), for at most `timeout`, before the caller gets its fresh result: a failover
+    /// to a replica then cannot lose a record whose result a caller has already seen. If
+    /// fewer acknowledge in time, the caller still gets its result (the body ran), and
+    /// the record may be lost in a failover within the next moments.
+    #[must_use]
+    pub fn wait_for_replicas(mut self, replicas: u64, timeout: Duration) -> Self {
+        self.replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// Connects, checks the server, and starts listening for completions.
+    ///
+    /// The check: the server answers with the credentials given (`PING`), runs Redis 7.0
+    /// or later, does not evict keys (unless [`accept_eviction`](Self::accept_eviction)),
+    /// persists records if [`require_persistence`](Self::require_persistence) asks, and
+    /// lets this user subscribe to the store's channel (Redis 7 gives new ACL users no
+    /// channel at all). For a cluster, every node given is checked.
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if the prefix is invalid, or the server cannot be reached within
-    /// the connect timeout.
+    /// [`Error::Store`], saying what to change, if the prefix is invalid, the server cannot
+    /// be reached within the connect timeout, or it fails the check.
     pub async fn connect(self) -> Result<RedisStore, Error> {
         if self.prefix.contains(['{', '}']) {
             return Err(backend(format!(
@@ -277,29 +377,40 @@ impl RedisStoreBuilder {
             .as_ref()
             .map(|r| r.handle().clone())
             .ok_or_else(|| backend("no I/O runtime"))?;
-        let target = self.target.clone();
-        let (connect_timeout, response_timeout) = (self.connect_timeout, self.response_timeout);
+        let channel = format!("{}:completions", self.prefix);
+        let setup = self.clone();
+        let subscribe_to = channel.clone();
         let connecting = io.spawn(async move {
-            tokio::time::timeout(
-                connect_timeout,
-                open(&target, connect_timeout, response_timeout),
-            )
-            .await
-            .map_err(|_| {
-                backend(format!(
-                    "could not connect to Redis within {connect_timeout:?}"
-                ))
-            })?
+            let connect_timeout = setup.connect_timeout;
+            tokio::time::timeout(connect_timeout, setup.open(&subscribe_to))
+                .await
+                .map_err(|_| {
+                    backend(format!(
+                        "could not connect to Redis within {connect_timeout:?}"
+                    ))
+                })?
         });
-        let conn = connecting.await.map_err(backend)??;
+        let (conn, servers, pubsub) = connecting.await.map_err(backend)??;
+        let server_limit = servers
+            .iter()
+            .map(|server| usize::try_from(server.max_bulk_len).unwrap_or(usize::MAX))
+            .min()
+            .unwrap_or(usize::MAX);
+        let max_record_len = self.max_value_len.map_or(server_limit, |max| {
+            max.saturating_add(COMPLETED_HEADER).min(server_limit)
+        });
 
         let waiters = Arc::new(Waiters::default());
-        let channel = format!("{}:completions", self.prefix);
         io.spawn(listen(
-            self.target,
-            channel.clone(),
-            Arc::downgrade(&waiters),
-            connect_timeout,
+            Listener {
+                target: self.target,
+                channel: channel.clone(),
+                waiters: Arc::downgrade(&waiters),
+                connect_timeout: self.connect_timeout,
+                response_timeout: self.response_timeout,
+                heartbeat: self.heartbeat,
+            },
+            pubsub,
         ));
         Ok(RedisStore {
             inner: Arc::new(Inner {
@@ -309,11 +420,77 @@ impl RedisStoreBuilder {
                 prefix: self.prefix,
                 channel,
                 lease: self.lease,
-                response_timeout,
+                response_timeout: self.response_timeout,
                 waiters,
+                servers,
+                max_record_len,
+                replicas: self.replicas,
             }),
         })
     }
+
+    /// Opens the connection, checks every server, and subscribes to `channel`.
+    async fn open(
+        &self,
+        channel: &str,
+    ) -> Result<(Connection, Vec<ServerInfo>, redis::aio::PubSub), Error> {
+        let refused = |refusal: Refusal| backend(refusal);
+        let conn = open(&self.target, self.connect_timeout, self.response_timeout).await?;
+        let mut servers = Vec::new();
+        match &conn {
+            Connection::Single(node) => {
+                let mut handle = node.current.read().clone();
+                let url = nodes_of(&self.target).concat();
+                servers.push(server::inspect(&mut handle, &url).await.map_err(refused)?);
+            }
+            Connection::Cluster(_) => {
+                for url in nodes_of(&self.target) {
+                    let client = redis::Client::open(url.as_str()).map_err(backend)?;
+                    let mut node = client
+                        .get_multiplexed_async_connection_with_config(
+                            &AsyncConnectionConfig::new()
+                                .set_connection_timeout(Some(self.connect_timeout))
+                                .set_response_timeout(Some(self.response_timeout)),
+                        )
+                        .await
+                        .map_err(backend)?;
+                    servers.push(server::inspect(&mut node, &url).await.map_err(refused)?);
+                }
+            }
+        }
+        for server in &servers {
+            if server.maxmemory_policy != "noeviction" && !self.accept_eviction {
+                return Err(refused(Refusal::Eviction(server.maxmemory_policy.clone())));
+            }
+            if server.memory_only() && self.require_persistence {
+                return Err(refused(Refusal::MemoryOnly));
+            }
+        }
+        let url = nodes_of(&self.target)
+            .first()
+            .cloned()
+            .ok_or_else(|| backend("no Redis node given"))?;
+        let pubsub = subscribe(&url, channel)
+            .await
+            .map_err(|err| refused(Refusal::Command("subscribe to the store's channel", err)))?;
+        Ok((conn, servers, pubsub))
+    }
+}
+
+/// The nodes a target names.
+fn nodes_of(target: &Target) -> Vec<String> {
+    match target {
+        Target::Single(url) => vec![url.clone()],
+        Target::Cluster(nodes) => nodes.clone(),
+    }
+}
+
+/// A connection that listens on `channel`.
+async fn subscribe(url: &str, channel: &str) -> Result<redis::aio::PubSub, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    Ok(pubsub)
 }
 
 fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
@@ -348,6 +525,8 @@ async fn open(
                 connect_timeout,
                 current: parking_lot::RwLock::new(first),
                 reconnecting: std::sync::atomic::AtomicBool::new(false),
+                generation: AtomicU64::new(0),
+                replaced: Notify::new(),
             })))
         }
         Target::Cluster(nodes) => {
@@ -371,6 +550,8 @@ impl RedisStore {
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
     /// The default connect and response timeouts.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The default interval of the listening connection's liveness check.
+    pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
     /// Connects to one server with the default settings.
     ///
@@ -404,7 +585,19 @@ impl RedisStore {
             connect_timeout: Self::DEFAULT_TIMEOUT,
             response_timeout: Self::DEFAULT_TIMEOUT,
             lease: Self::DEFAULT_LEASE,
+            heartbeat: Self::DEFAULT_HEARTBEAT,
+            accept_eviction: false,
+            require_persistence: false,
+            max_value_len: None,
+            replicas: None,
         }
+    }
+
+    /// What each server said about itself at connect: version, eviction policy,
+    /// persistence, replicas. Log its [`ServerInfo::warnings`] at start-up.
+    #[must_use]
+    pub fn servers(&self) -> &[ServerInfo] {
+        &self.inner.servers
     }
 
     /// The prefix of this store's key names.
@@ -436,31 +629,77 @@ impl RedisStore {
     /// replaced in the background (this call fails meanwhile).
     fn failed(&self, err: redis::RedisError) -> StoreError {
         if let Connection::Single(node) = &self.inner.conn {
-            if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+            if broke(&err) {
                 node.reconnect(&self.inner.io);
             }
         }
         StoreError::backend(err)
     }
 
+    /// The generation of the single server's connection, to wait for its replacement.
+    fn generation(&self) -> Option<u64> {
+        match &self.inner.conn {
+            Connection::Single(node) => Some(node.generation.load(Ordering::Acquire)),
+            Connection::Cluster(_) => None,
+        }
+    }
+
     /// Runs one script on the record and its waiters' flag. The connection's response
     /// timeout bounds the wait.
+    ///
+    /// A small call is an `EVALSHA`. A large one (a big result) is one `EVAL` with the
+    /// script's source, so that it crosses the network once: after a restart the server
+    /// has forgotten its scripts, and an `EVALSHA` answered `NOSCRIPT` would be sent again,
+    /// payload and all. It also gets more time, in proportion to its size.
     async fn script(
         &self,
-        script: &'static Script,
+        script: &Lua,
         record: &str,
-        args: Vec<Vec<u8>>,
+        args: &[&[u8]],
     ) -> Result<Value, StoreError> {
-        let mut invocation = script.key(record);
-        invocation.key(format!("{record}:waiting"));
-        for arg in args {
-            invocation.arg(arg);
-        }
-        invocation
-            .invoke_async::<Value>(&mut self.conn())
+        self.run_script(script, record, args)
             .await
             .map_err(|err| self.failed(err))
     }
+
+    async fn run_script(
+        &self,
+        script: &Lua,
+        record: &str,
+        args: &[&[u8]],
+    ) -> Result<Value, redis::RedisError> {
+        let size: usize = args.iter().map(|arg| arg.len()).sum();
+        if size <= LARGE_CALL {
+            let mut invocation = script.compiled.key(record);
+            invocation.key(format!("{record}:waiting"));
+            for &arg in args {
+                invocation.arg(arg);
+            }
+            invocation.invoke_async::<Value>(&mut self.conn()).await
+        } else {
+            let mut eval = redis::cmd("EVAL");
+            eval.arg(script.source)
+                .arg(2)
+                .arg(record)
+                .arg(format!("{record}:waiting"));
+            for &arg in args {
+                eval.arg(arg);
+            }
+            eval.query_async::<Value>(&mut self.conn_for(size)).await
+        }
+    }
+
+    /// A handle whose response timeout allows for sending and storing `size` bytes. (A
+    /// cluster connection has one timeout for all.)
+    fn conn_for(&self, size: usize) -> Conn {
+        let mut conn = self.conn();
+        if let Conn::Single(single) = &mut conn {
+            single.set_response_timeout(self.inner.response_timeout + transfer_time(size));
+        }
+        conn
+    }
+
+    /// How long sending and storing `size` bytes may take, at a pessimistic 16 MiB a second.
 
     /// The record of a claim, as stored while it is held: what fenced steps compare.
     fn claimed_record(claim: &Claim) -> Vec<u8> {
@@ -486,7 +725,7 @@ fn claimed_record(token: Token, fingerprint: Fingerprint) -> Vec<u8> {
 }
 
 fn completed_record(fingerprint: Fingerprint, value: &[u8]) -> Vec<u8> {
-    let mut record = Vec::with_capacity(18 + value.len());
+    let mut record = Vec::with_capacity(COMPLETED_HEADER + value.len());
     record.extend_from_slice(COMPLETED);
     record.extend_from_slice(fingerprint.as_bytes());
     record.extend_from_slice(value);
@@ -501,10 +740,30 @@ fn fingerprint_at(bytes: &[u8]) -> Option<Fingerprint> {
         .map(Fingerprint::from_bytes)
 }
 
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/renew.lua")));
-static COMPLETE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("redis/complete.lua")));
-static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/release.lua")));
+/// A Lua script of the store: its source, and the handle that sends it by its hash.
+struct Lua {
+    source: &'static str,
+    compiled: Script,
+}
+
+impl Lua {
+    fn new(source: &'static str) -> Self {
+        Lua {
+            source,
+            compiled: Script::new(source),
+        }
+    }
+}
+
+static RENEW: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/renew.lua")));
+static COMPLETE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/complete.lua")));
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/release.lua")));
+
+/// Script calls with more argument bytes than this are sent as one `EVAL`.
+const LARGE_CALL: usize = 64 * 1024;
+
+/// The bytes a completed record adds to its value: kind, version, fingerprint.
+const COMPLETED_HEADER: usize = 18;
 
 /// A fencing token no other claim has had: random, from the process's hasher keys, a
 /// clock and a counter.
@@ -577,21 +836,91 @@ impl RedisStore {
     }
 }
 
+/// A claim that may exist on the server while no caller knows of it yet: from the moment
+/// the claim is sent until its answer is read. If the call is dropped meanwhile (a client
+/// timed out, a connection closed), the server still executes the claim, so it is released
+/// here, fenced by its token, rather than left to block the key for a whole lease.
+struct Unconfirmed<'a> {
+    store: &'a RedisStore,
+    claim: Claim,
+    armed: bool,
+}
+
+impl Unconfirmed<'_> {
+    /// The claim was granted: the caller holds it from now on.
+    fn confirm(mut self) -> Claim {
+        self.armed = false;
+        self.claim.clone()
+    }
+
+    /// The claim was not granted: nothing to release.
+    fn dismiss(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Unconfirmed<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.store.abandon(self.claim.clone());
+        }
+    }
+}
+
+/// How long sending and storing `size` bytes may take, at a pessimistic 16 MiB a second.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "a time estimate; sizes are far below 2^52"
+)]
+fn transfer_time(size: usize) -> Duration {
+    Duration::from_secs_f64(size as f64 / f64::from(16u32 << 20))
+}
+
+/// Whether a failure means the connection is no good any more. A timeout counts: a
+/// connection that went silent (a NAT dropped the flow, no FIN or RST) would otherwise
+/// time out every call for good.
+fn broke(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+}
+
+/// Whether a command failed because the server is out of memory (`noeviction` and full):
+/// writes fail, reads still work.
+fn out_of_memory(err: &redis::RedisError) -> bool {
+    err.code() == Some("OOM")
+}
+
 impl Store for RedisStore {
     async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
         let lease = request.lease.unwrap_or(self.inner.lease);
         let token = fresh_token();
         let claim = claimed_record(token, request.fingerprint);
         let record = self.record_key(request.namespace, &request.key);
-        let claimed = || Begin::Claimed(Claim::new(request, token, lease));
         let mut conn = self.conn();
-        let answer: Value = Self::claim_or_read(&record, &claim, lease)
+        let unconfirmed = Unconfirmed {
+            store: self,
+            claim: Claim::new(request, token, lease),
+            armed: true,
+        };
+        let answer: Value = match Self::claim_or_read(&record, &claim, lease)
             .query_async(&mut conn)
             .await
-            .map_err(|err| self.failed(err))?;
+        {
+            Ok(answer) => answer,
+            Err(err) if out_of_memory(&err) => {
+                unconfirmed.dismiss();
+                return self.read_only(request, &record, lease, err).await;
+            }
+            Err(err) => return Err(self.failed(err)),
+        };
         match Self::found(&answer)? {
-            Found::Claimed => return Ok(claimed()),
-            Found::Completed(completed) => return Ok(Begin::Completed(completed)),
+            Found::Claimed => return Ok(Begin::Claimed(unconfirmed.confirm())),
+            Found::Completed(completed) => {
+                unconfirmed.dismiss();
+                return Ok(Begin::Completed(completed));
+            }
             Found::InProgress(_) => {}
         }
         // In progress. Listen from now on, flag the record so that its completion is
@@ -606,42 +935,97 @@ impl Store for RedisStore {
             .ignore();
         pipe.add_command(Self::claim_or_read(&record, &claim, lease));
         pipe.cmd("PTTL").arg(&record);
-        let (answer, pttl): (Value, i64) = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(|err| self.failed(err))?;
+        let (answer, pttl): (Value, i64) = match pipe.query_async(&mut conn).await {
+            Ok(answers) => answers,
+            Err(err) if out_of_memory(&err) => {
+                unconfirmed.dismiss();
+                return self.read_only(request, &record, lease, err).await;
+            }
+            Err(err) => return Err(self.failed(err)),
+        };
         Ok(match Self::found(&answer)? {
-            Found::Claimed => claimed(),
-            Found::Completed(completed) => Begin::Completed(completed),
-            Found::InProgress(fingerprint) => Begin::InProgress(InFlight {
-                fingerprint,
-                lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
-                changed: Waiters::notification(registration),
-            }),
+            Found::Claimed => Begin::Claimed(unconfirmed.confirm()),
+            Found::Completed(completed) => {
+                unconfirmed.dismiss();
+                Begin::Completed(completed)
+            }
+            Found::InProgress(fingerprint) => {
+                unconfirmed.dismiss();
+                Begin::InProgress(InFlight {
+                    fingerprint,
+                    lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
+                    changed: Waiters::notification(registration),
+                })
+            }
         })
     }
 
     async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
         let record = self.record_key(claim.namespace(), claim.key());
-        let args = vec![Self::claimed_record(claim), millis(claim.lease())];
-        match self.script(&RENEW, &record, args).await? {
-            Value::Int(1) => Ok(()),
+        let (held, lease) = (Self::claimed_record(claim), millis(claim.lease()));
+        match self.script(&RENEW, &record, &[&held, &lease]).await? {
+            Value::Int(1 | 2) => Ok(()),
             Value::Int(0) => Err(StoreError::lease_lost()),
             other => Err(unexpected("renew", &other)),
         }
     }
 
     async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let completed = completed_record(claim.fingerprint(), value);
+        let limit = self.inner.max_record_len;
+        if completed.len() > limit {
+            return Err(StoreError::too_large(
+                value.len(),
+                limit.saturating_sub(COMPLETED_HEADER),
+            ));
+        }
         let record = self.record_key(claim.namespace(), claim.key());
-        let args = vec![
+        if completed.len() > LARGE_CALL {
+            // The claim must outlive the transfer: a renewal sent now would queue behind it
+            // on the connection, so extend the lease by the transfer's time first.
+            let transfer = transfer_time(completed.len());
+            let (held, lease) = (
+                Self::claimed_record(claim),
+                millis(claim.lease() + transfer),
+            );
+            if let Value::Int(0) = self.script(&RENEW, &record, &[&held, &lease]).await? {
+                return Err(StoreError::lease_lost());
+            }
+        }
+        let (held, ttl, key) = (
             Self::claimed_record(claim),
-            completed_record(claim.fingerprint(), value),
             millis(ttl),
-            self.inner.channel.clone().into_bytes(),
-            claim.key().to_string().into_bytes(),
+            claim.key().to_string(),
+        );
+        let args: [&[u8]; 5] = [
+            &held,
+            &completed,
+            &ttl,
+            self.inner.channel.as_bytes(),
+            key.as_bytes(),
         ];
-        match self.script(&COMPLETE, &record, args).await? {
-            Value::Int(1) => Ok(()),
+        let generation = self.generation();
+        let answer = match self.run_script(&COMPLETE, &record, &args).await {
+            Ok(answer) => answer,
+            // The connection broke (a restart, a cut): the result is worth a second try on
+            // a fresh one. It is safe: a completion that did arrive answers 1 again.
+            Err(err) if broke(&err) => {
+                let failed = self.failed(err);
+                let replaced = match (&self.inner.conn, generation) {
+                    (Connection::Single(node), Some(generation)) => {
+                        node.replaced_since(generation).await
+                    }
+                    _ => false,
+                };
+                if !replaced {
+                    return Err(failed);
+                }
+                self.script(&COMPLETE, &record, &args).await?
+            }
+            Err(err) => return Err(self.failed(err)),
+        };
+        match answer {
+            Value::Int(1 | 2) => self.replicated(&record).await,
             Value::Int(0) => Err(StoreError::lease_lost()),
             other => Err(unexpected("complete", &other)),
         }
@@ -649,12 +1033,9 @@ impl Store for RedisStore {
 
     async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
         let record = self.record_key(claim.namespace(), claim.key());
-        let args = vec![
-            Self::claimed_record(claim),
-            self.inner.channel.clone().into_bytes(),
-            claim.key().to_string().into_bytes(),
-        ];
-        match self.script(&RELEASE, &record, args).await? {
+        let (held, key) = (Self::claimed_record(claim), claim.key().to_string());
+        let args: [&[u8]; 3] = [&held, self.inner.channel.as_bytes(), key.as_bytes()];
+        match self.script(&RELEASE, &record, &args).await? {
             Value::Int(0 | 1) => Ok(()),
             other => Err(unexpected("release", &other)),
         }
@@ -669,49 +1050,131 @@ impl Store for RedisStore {
     }
 }
 
+impl RedisStore {
+    /// The look of a server that is out of memory and refuses writes: a plain `GET`, so
+    /// that completed records are still replayed and calls in flight still waited for. A
+    /// vacant record cannot be claimed: that call fails with the server's error.
+    async fn read_only(
+        &self,
+        request: &Request,
+        record: &str,
+        lease: Duration,
+        refused: redis::RedisError,
+    ) -> Result<Begin, StoreError> {
+        // Registered before the look: a completion after it cannot be missed (if its
+        // record carries a waiters' flag, which this call cannot set).
+        let registration = Waiters::register(&self.inner.waiters, request.key);
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(record).cmd("PTTL").arg(record);
+        let (answer, pttl): (Value, i64) = pipe
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|err| self.failed(err))?;
+        match Self::found(&answer)? {
+            Found::Claimed => Err(StoreError::backend(refused)),
+            Found::Completed(completed) => Ok(Begin::Completed(completed)),
+            Found::InProgress(fingerprint) => Ok(Begin::InProgress(InFlight {
+                fingerprint,
+                lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
+                changed: Waiters::notification(registration),
+            })),
+        }
+    }
+
+    /// Waits for the replicas the store was built to wait for to acknowledge the writes
+    /// so far on the connection that wrote `record`.
+    async fn replicated(&self, record: &str) -> Result<(), StoreError> {
+        let Some((replicas, timeout)) = self.inner.replicas else {
+            return Ok(());
+        };
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(replicas).arg(millis(timeout));
+        let acknowledged: i64 = match &self.inner.conn {
+            Connection::Single(_) => {
+                let mut conn = self.conn();
+                if let Conn::Single(single) = &mut conn {
+                    single.set_response_timeout(self.inner.response_timeout + timeout);
+                }
+                wait.query_async(&mut conn).await
+            }
+            Connection::Cluster(cluster) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+                let route = Route::with_key(record, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                match cluster.clone().route_command(wait, routing).await {
+                    Ok(value) => redis::from_redis_value(value).map_err(redis::RedisError::from),
+                    Err(err) => Err(err),
+                }
+            }
+        }
+        .map_err(|err| self.failed(err))?;
+        if u64::try_from(acknowledged).unwrap_or(0) >= replicas {
+            Ok(())
+        } else {
+            Err(StoreError::backend(format!(
+                "the completion reached {acknowledged} of {replicas} replicas within {timeout:?}; a failover now could lose it"
+            )))
+        }
+    }
+}
+
 /// The local callers waiting for records of this store, by key.
 #[derive(Default)]
 struct Waiters {
-    by_key: Mutex<HashMap<Key, (watch::Sender<()>, usize)>>,
+    by_key: Mutex<HashMap<Key, (Arc<Notify>, usize)>>,
 }
 
 /// One caller's interest in a key, withdrawn on drop.
 struct Registration {
     waiters: Arc<Waiters>,
     key: Key,
-    changed: watch::Receiver<()>,
+    /// Enabled at once, so that no wake-up between registering and waiting is lost. A
+    /// hand-over it received but did not act on (its caller was dropped) passes on to
+    /// the next waiter when it is dropped.
+    woken: Pin<Box<OwnedNotified>>,
 }
 
 impl Waiters {
     fn register(waiters: &Arc<Waiters>, key: Key) -> Registration {
         let mut by_key = waiters.by_key.lock();
-        let (sender, count) = by_key
+        let (notify, count) = by_key
             .entry(key)
-            .or_insert_with(|| (watch::Sender::new(()), 0));
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
         *count += 1;
+        let mut woken = Box::pin(Arc::clone(notify).notified_owned());
+        woken.as_mut().enable();
         Registration {
             waiters: Arc::clone(waiters),
             key,
-            changed: sender.subscribe(),
+            woken,
         }
     }
 
     fn notification(mut registration: Registration) -> Notification {
         Notification::new(async move {
-            let _ = registration.changed.changed().await;
+            registration.woken.as_mut().await;
             drop(registration);
         })
     }
 
+    /// The record was completed: every waiter replays it.
     fn wake(&self, key: &Key) {
-        if let Some((sender, _)) = self.by_key.lock().get(key) {
-            sender.send_replace(());
+        if let Some((notify, _)) = self.by_key.lock().get(key) {
+            notify.notify_waiters();
+        }
+    }
+
+    /// The record was released: one waiter here tries to claim it. The others wait on,
+    /// for that attempt's completion or release.
+    fn hand_over(&self, key: &Key) {
+        if let Some((notify, _)) = self.by_key.lock().get(key) {
+            notify.notify_one();
         }
     }
 
     fn wake_all(&self) {
-        for (sender, _) in self.by_key.lock().values() {
-            sender.send_replace(());
+        for (notify, _) in self.by_key.lock().values() {
+            notify.notify_waiters();
         }
     }
 }
@@ -740,49 +1203,102 @@ fn parse_key(hex: &[u8]) -> Option<Key> {
     Some(Key::from_bytes(out))
 }
 
-/// Listens for completions on the store's channel for as long as the store lives, and
-/// wakes the local waiters of each completed key. After a reconnection every waiter is
-/// woken to look again, since notices may have been missed meanwhile.
-async fn listen(
+/// What the listener needs to hear completions for as long as the store lives.
+struct Listener {
     target: Target,
     channel: String,
     waiters: std::sync::Weak<Waiters>,
     connect_timeout: Duration,
-) {
+    response_timeout: Duration,
+    heartbeat: Duration,
+}
+
+/// A notice on the store's channel.
+enum Notice {
+    /// The record of this key was completed (the key's hex).
+    Completed(Key),
+    /// The claim on this key was released (`r` and the key's hex).
+    Released(Key),
+}
+
+fn parse_notice(payload: &[u8]) -> Option<Notice> {
+    match payload {
+        [b'r', hex @ ..] => parse_key(hex).map(Notice::Released),
+        hex => parse_key(hex).map(Notice::Completed),
+    }
+}
+
+/// Listens for completions on the store's channel for as long as the store lives, and
+/// wakes the local waiters of each key. The connection is checked with a `PING` at every
+/// heartbeat: one that fails or goes silent is replaced. After any break every waiter is
+/// woken to look again, since notices may have been missed meanwhile.
+async fn listen(listener: Listener, first: redis::aio::PubSub) {
     use futures_util::StreamExt as _;
-    let nodes = match target {
-        Target::Single(url) => vec![url],
-        Target::Cluster(nodes) => nodes,
-    };
+    let nodes = nodes_of(&listener.target);
+    let mut subscribed = Some(first);
     let mut attempt = 0usize;
     loop {
-        let url = &nodes[attempt % nodes.len()];
-        attempt += 1;
-        let subscribed = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        if let Ok(Ok(mut pubsub)) = tokio::time::timeout(connect_timeout, subscribed).await {
-            attempt = 0;
-            match waiters.upgrade() {
-                Some(waiters) => waiters.wake_all(),
-                None => return,
+        let pubsub = match subscribed.take() {
+            Some(pubsub) => pubsub,
+            None => {
+                let url = &nodes[attempt % nodes.len()];
+                attempt += 1;
+                let again = tokio::time::timeout(
+                    listener.connect_timeout,
+                    subscribe(url, &listener.channel),
+                );
+                match again.await {
+                    Ok(Ok(pubsub)) => {
+                        attempt = 0;
+                        // Notices may have been missed while no connection listened.
+                        match listener.waiters.upgrade() {
+                            Some(waiters) => waiters.wake_all(),
+                            None => return,
+                        }
+                        pubsub
+                    }
+                    _ if listener.waiters.strong_count() == 0 => return,
+                    _ => {
+                        let backoff = 100 * (attempt.min(10) as u64);
+                        tokio::time::sleep(Duration::from_millis(backoff)).await;
+                        continue;
+                    }
+                }
             }
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let Some(waiters) = waiters.upgrade() else {
-                    return;
-                };
-                if let Some(key) = parse_key(message.get_payload_bytes()) {
-                    waiters.wake(&key);
+        };
+        let (mut sink, mut messages) = pubsub.split();
+        let mut beat = tokio::time::Instant::now() + listener.heartbeat;
+        loop {
+            match tokio::time::timeout_at(beat, messages.next()).await {
+                Ok(Some(message)) => {
+                    let Some(waiters) = listener.waiters.upgrade() else {
+                        return;
+                    };
+                    match parse_notice(message.get_payload_bytes()) {
+                        Some(Notice::Completed(key)) => waiters.wake(&key),
+                        Some(Notice::Released(key)) => waiters.hand_over(&key),
+                        None => {}
+                    }
+                }
+                // The server closed the connection.
+                Ok(None) => break,
+                Err(_) => {
+                    if listener.waiters.strong_count() == 0 {
+                        return;
+                    }
+                    let pong =
+                        tokio::time::timeout(listener.response_timeout, sink.ping::<Value>());
+                    if !matches!(pong.await, Ok(Ok(_))) {
+                        break;
+                    }
+                    beat = tokio::time::Instant::now() + listener.heartbeat;
                 }
             }
         }
-        if waiters.strong_count() == 0 {
-            return;
+        // Broken or silent: notices may be lost from here on, so everyone looks again.
+        match listener.waiters.upgrade() {
+            Some(waiters) => waiters.wake_all(),
+            None => return,
         }
-        tokio::time::sleep(Duration::from_millis(100 * (attempt.min(10) as u64))).await;
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -56,20 +58,29 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// Configuration given at every start, e.g. `--maxmemory 10mb`.
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
-        Self::launch(free_port(), false)
+        Self::launch(free_port(), false, &[])
     }
 
-    fn launch(port: u16, cluster: bool) -> Self {
+    /// Starts a server with extra configuration (`["--maxmemory", "10mb"]`), kept across
+    /// restarts.
+    pub fn start_with(config: &[&str]) -> Self {
+        Self::launch(free_port(), false, config)
+    }
+
+    fn launch(port: u16, cluster: bool, config: &[&str]) -> Self {
         let mut server = RedisServer {
             port,
             dir: scratch_dir(port),
             cluster,
+            extra: config.iter().map(|&arg| arg.to_owned()).collect(),
             child: None,
         };
         server.spawn();
@@ -83,6 +94,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         if self.cluster {
@@ -133,13 +145,34 @@ impl RedisServer {
         self.spawn();
     }
 
+    /// Stops the process (SIGSTOP) without killing it: it keeps its connections and
+    /// answers nothing until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} {pid} failed");
+    }
+
     /// Runs `redis-cli` against this server and returns what it printed.
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(at) = self.extra.iter().position(|arg| arg == "--requirepass") {
+            command.args(["--no-auth-warning", "-a", &self.extra[at + 1]]);
+        }
+        let output = command.args(args).output().expect("run redis-cli");
         assert!(output.status.success(), "redis-cli {args:?} failed");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
@@ -236,7 +269,7 @@ pub struct RedisCluster {
 impl RedisCluster {
     pub fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::launch(free_port(), true))
+            .map(|_| RedisServer::launch(free_port(), true, &[]))
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
