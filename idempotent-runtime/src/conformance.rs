@@ -304,7 +304,10 @@ pub async fn abandon_frees_the_key_promptly<S: Store>(store: &S, settings: &Sett
     }
 }
 
-/// Waiters are woken by a completion or a release, long before the holder's lease ends.
+/// Waiters are woken by a completion or a release, long before the holder's lease ends. A
+/// completion wakes every waiter. A release may wake only one (the next attempt needs one
+/// caller, and waking all makes them race for it), but then that waiter's claim carries
+/// the turn on: its release wakes the next waiter.
 pub async fn completion_and_release_notify_waiters<S: Store>(store: &S, settings: &Settings) {
     const RULE: &str = "completion_and_release_notify_waiters";
     for completes in [true, false] {
@@ -326,13 +329,17 @@ pub async fn completion_and_release_notify_waiters<S: Store>(store: &S, settings
                     .is_ok(),
                 "{RULE}: a waiter must be notified within {:?} of a {}",
                 settings.notify_within,
-                if completes { "completion" } else { "release" },
+                if completes {
+                    "completion"
+                } else {
+                    "release (of the holder's claim, or of the claim of the waiter woken before)"
+                },
             );
-        }
-        match begin(store, &req, RULE).await {
-            Begin::Completed(record) if completes => assert_eq!(&*record.value, b"done"),
-            Begin::Claimed(claim) if !completes => release(store, &claim, RULE).await,
-            other => panic!("{RULE}: unexpected state after the notice: {other:?}"),
+            match begin(store, &req, RULE).await {
+                Begin::Completed(record) if completes => assert_eq!(&*record.value, b"done"),
+                Begin::Claimed(claim) if !completes => release(store, &claim, RULE).await,
+                other => panic!("{RULE}: unexpected state after the notice: {other:?}"),
+            }
         }
     }
 }

@@ -5,12 +5,13 @@ use crate::key::{Fingerprint, Key};
 use crate::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 use crate::store::Store;
 use parking_lot::Mutex;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// The embedded store: records in this process's memory, for the TTL of each.
 ///
@@ -19,8 +20,11 @@ use tokio::sync::watch;
 ///   `.await` or the body.
 /// - **Leases**: a claim that is neither completed nor released (its holder hangs and
 ///   stopped renewing) lapses after its lease, and the next caller takes over.
-/// - **Waiting**: callers that find a record in progress are woken when it completes or
-///   is released; they do not poll.
+/// - **Waiting**: callers that find a record in progress are woken, not polling. A
+///   completion wakes every waiter, to replay it; a release (the body failed, panicked or
+///   was cancelled) hands the key to one waiter, who claims it and runs the body, and on
+///   its failure to the next. So `n` duplicates of a failing body cost O(n) store calls,
+///   not the O(n²) of a stampede after every release.
 /// - **Reclamation**: expired records are removed as new keys arrive (a shard is swept
 ///   whenever it has doubled since its last sweep) and when an expired key is looked up,
 ///   so memory tracks the live records; no background task is needed, so the store works
@@ -66,17 +70,76 @@ type Nanos = u64;
 /// A record. Completed records, the many, take 32 bytes and one allocation (their bytes);
 /// the rest lives in boxes that only claims and some records need.
 enum Slot {
-    Claimed(Box<ClaimedSlot>),
+    Pending(Box<PendingSlot>),
     Completed(CompletedSlot),
 }
 
-struct ClaimedSlot {
+/// A key that is not completed: claimed, or released while callers wait to claim it.
+struct PendingSlot {
+    /// The current claim; `None` once released with callers waiting, which makes the key
+    /// vacant but keeps `waiters` for whoever claims it next.
+    holder: Option<Holder>,
+    /// Made when the first waiter arrives, and handed from claim to claim of the key while
+    /// anyone waits on it: a waiter passed over by one release hears of the next. Dropping
+    /// the slot wakes every waiter (see the `Drop` impl).
+    waiters: Option<Arc<Notify>>,
+}
+
+struct Holder {
     token: Token,
     fingerprint: Fingerprint,
     lease_until: Nanos,
-    /// Made when the first waiter arrives; dropped with the slot, which wakes every
-    /// waiter's `changed()`.
-    changed: Option<watch::Sender<()>>,
+}
+
+impl PendingSlot {
+    /// The holder, if its lease still runs.
+    fn live_holder(&self, now: Nanos) -> Option<&Holder> {
+        self.holder
+            .as_ref()
+            .filter(|holder| holder.lease_until > now)
+    }
+
+    /// A waiter's view of the live claim: its fingerprint, the rest of its lease, and the
+    /// notification, made under the lock so that any later completion or release reaches it.
+    fn wait(&mut self, now: Nanos) -> Found {
+        let (fingerprint, lease_until) = self
+            .holder
+            .as_ref()
+            .map_or((Fingerprint::NONE, now), |h| (h.fingerprint, h.lease_until));
+        let waiters = self.waiters.get_or_insert_with(|| Arc::new(Notify::new()));
+        let lease_remaining = Duration::from_nanos(lease_until.saturating_sub(now));
+        Found::InProgress(
+            fingerprint,
+            lease_remaining,
+            Arc::clone(waiters).notified_owned(),
+        )
+    }
+
+    /// Whether anyone still waits: each waiter's notification holds a reference.
+    fn has_waiters(&self) -> bool {
+        self.waiters
+            .as_ref()
+            .is_some_and(|waiters| Arc::strong_count(waiters) > 1)
+    }
+
+    /// The waiters, for the claim that replaces this slot; none if nobody is left, since a
+    /// stale permit would only wake the next waiter for nothing.
+    fn take_waiters(&mut self) -> Option<Arc<Notify>> {
+        if self.has_waiters() {
+            self.waiters.take()
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        // Completed, forgotten by `clear`, or swept: every waiter looks again.
+        if let Some(waiters) = &self.waiters {
+            waiters.notify_waiters();
+        }
+    }
 }
 
 struct CompletedSlot {
@@ -109,14 +172,36 @@ impl CompletedSlot {
 
 impl Slot {
     fn is_claim(&self, of: Token) -> bool {
-        matches!(self, Slot::Claimed(claimed) if claimed.token == of)
+        matches!(self, Slot::Pending(pending) if pending.holder.as_ref().is_some_and(|h| h.token == of))
     }
 
-    fn is_live(&self, now: Nanos) -> bool {
+    /// The holder of the claim `of`, if that claim is the current one.
+    fn holder_mut(&mut self, of: Token) -> Option<&mut Holder> {
         match self {
-            Slot::Claimed(claimed) => claimed.lease_until > now,
+            Slot::Pending(pending) => pending.holder.as_mut().filter(|h| h.token == of),
+            Slot::Completed(_) => None,
+        }
+    }
+
+    /// Whether a sweep keeps the slot: it is live, or callers wait on it (a released key
+    /// keeps its waiters for the next claim).
+    fn is_kept(&self, now: Nanos) -> bool {
+        match self {
+            Slot::Pending(pending) => pending.live_holder(now).is_some() || pending.has_waiters(),
             Slot::Completed(completed) => completed.expires_at > now,
         }
+    }
+
+    /// A new claim by `holder`, keeping the waiters of the vacant slot it replaces.
+    fn claimed(holder: Holder, replaced: Option<&mut Slot>) -> Slot {
+        let waiters = match replaced {
+            Some(Slot::Pending(pending)) => pending.take_waiters(),
+            _ => None,
+        };
+        Slot::Pending(Box::new(PendingSlot {
+            holder: Some(holder),
+            waiters,
+        }))
     }
 }
 
@@ -199,12 +284,7 @@ impl MemoryStoreBuilder {
         MemoryStore {
             inner: Arc::new(Shared {
                 shards: (0..SHARDS)
-                    .map(|_| {
-                        Padded(Mutex::new(Shard {
-                            map: Map::default(),
-                            sweep_at: MIN_SWEEP,
-                        }))
-                    })
+                    .map(|_| Padded(Mutex::new(Shard::new())))
                     .collect(),
                 tokens: AtomicU64::new(1),
                 lease: self.lease,
@@ -248,7 +328,7 @@ impl MemoryStore {
     }
 
     /// How many records the store holds: in progress, completed, and expired ones not yet
-    /// reclaimed.
+    /// reclaimed (and keys released while callers wait to claim them).
     #[must_use]
     pub fn len(&self) -> usize {
         self.inner.shards.iter().map(|s| s.0.lock().map.len()).sum()
@@ -272,7 +352,9 @@ impl MemoryStore {
                 shard
                     .map
                     .values()
-                    .filter(|slot| matches!(slot, Slot::Claimed { .. }))
+                    .filter(
+                        |slot| matches!(slot, Slot::Pending(pending) if pending.holder.is_some()),
+                    )
                     .count()
             })
             .sum()
@@ -293,9 +375,9 @@ impl MemoryStore {
         for shard in self.inner.shards.iter() {
             let map = {
                 let mut shard = shard.0.lock();
-                shard.sweep_at = MIN_SWEEP;
-                std::mem::take(&mut shard.map)
+                std::mem::replace(&mut *shard, Shard::new()).map
             };
+            // After the lock: dropping a claim wakes its waiters.
             drop(map);
         }
     }
@@ -336,34 +418,53 @@ impl MemoryStore {
         out
     }
 
-    /// Releases `claim` if it is still the current one.
+    /// Releases `claim` if it is still the current one, and hands the key to one waiter:
+    /// the woken waiter claims it, and the others keep waiting on the same [`Notify`],
+    /// which the new claim adopts. Waking them all would have every one race to claim,
+    /// and all but one go back to wait, after every failed attempt.
     fn remove_claim(&self, claim: &Claim) {
         self.with_slot(claim.key(), |map, _| {
-            let current = map
-                .get(claim.key())
-                .is_some_and(|slot| slot.is_claim(claim.token()));
-            (
-                (),
-                if current {
-                    map.remove(claim.key())
-                } else {
-                    None
-                },
-            )
+            let Entry::Occupied(mut entry) = map.entry(*claim.key()) else {
+                return ((), None);
+            };
+            if !entry.get().is_claim(claim.token()) {
+                return ((), None);
+            }
+            match entry.get_mut() {
+                Slot::Pending(pending) if pending.has_waiters() => {
+                    pending.holder = None;
+                    // Under the lock: a clone of the `Arc`, to notify after it, would count
+                    // as a waiter for the next release, which would then keep the key for
+                    // nobody. If the woken waiter is cancelled before it claims, dropping its
+                    // notification passes the wake-up on (`notify_one`'s guarantee).
+                    if let Some(waiters) = &pending.waiters {
+                        waiters.notify_one();
+                    }
+                    ((), None)
+                }
+                _ => ((), Some(entry.remove())),
+            }
         });
     }
 }
 
 impl Shard {
+    fn new() -> Self {
+        Shard {
+            map: Map::default(),
+            sweep_at: MIN_SWEEP,
+        }
+    }
+
     fn sweep(&mut self, now: Nanos) {
-        self.map.retain(|_, slot| slot.is_live(now));
+        self.map.retain(|_, slot| slot.is_kept(now));
         self.sweep_at = MIN_SWEEP.max(self.map.len() * 2);
     }
 }
 
 enum Found {
     Claimed(Claim),
-    InProgress(Fingerprint, Duration, watch::Receiver<()>),
+    InProgress(Fingerprint, Duration, tokio::sync::futures::OwnedNotified),
     Completed(Completed),
 }
 
@@ -376,33 +477,24 @@ impl Store for MemoryStore {
                 Some(Slot::Completed(completed)) if completed.expires_at > now => {
                     (Found::Completed(completed.record()), None)
                 }
-                Some(Slot::Claimed(claimed)) if claimed.lease_until > now => {
-                    let changed = claimed
-                        .changed
-                        .get_or_insert_with(|| watch::Sender::new(()));
-                    let lease_remaining = Duration::from_nanos(claimed.lease_until - now);
-                    let found = Found::InProgress(
-                        claimed.fingerprint,
-                        lease_remaining,
-                        changed.subscribe(),
-                    );
-                    (found, None)
+                Some(Slot::Pending(pending)) if pending.live_holder(now).is_some() => {
+                    (pending.wait(now), None)
                 }
                 vacant_or_expired => {
                     let vacant = vacant_or_expired.is_none();
-                    if vacant && shard.map.len() >= shard.sweep_at {
-                        shard.sweep(now);
-                    }
                     let lease = request.lease.unwrap_or(self.inner.lease);
                     let token = Token(self.inner.tokens.fetch_add(1, Ordering::Relaxed));
-                    let claimed = Slot::Claimed(Box::new(ClaimedSlot {
+                    let holder = Holder {
                         token,
                         fingerprint: request.fingerprint,
                         lease_until: Self::deadline(now, lease),
-                        changed: None,
-                    }));
-                    // A lapsed claim is replaced; dropping it (after the lock) wakes its
-                    // waiters, who then find this new claim.
+                    };
+                    // A released or lapsed claim's waiters wait on for this one.
+                    let claimed = Slot::claimed(holder, vacant_or_expired);
+                    if vacant && shard.map.len() >= shard.sweep_at {
+                        shard.sweep(now);
+                    }
+                    // What is replaced is dropped after the lock.
                     let lapsed = shard.map.insert(request.key, claimed);
                     let claim = Claim::new(request, token, lease);
                     (Found::Claimed(claim), lapsed)
@@ -413,26 +505,28 @@ impl Store for MemoryStore {
         Ok(match found {
             Found::Claimed(claim) => Begin::Claimed(claim),
             Found::Completed(record) => Begin::Completed(record),
-            Found::InProgress(fingerprint, lease_remaining, mut changed) => {
+            Found::InProgress(fingerprint, lease_remaining, changed) => {
                 Begin::InProgress(InFlight {
                     fingerprint,
                     lease_remaining,
-                    changed: Notification::new(async move {
-                        // Err means the holder's slot is gone: completed, released or replaced.
-                        let _ = changed.changed().await;
-                    }),
+                    changed: Notification::new(changed),
                 })
             }
         })
     }
 
     async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
-        self.with_slot(claim.key(), |map, now| match map.get_mut(claim.key()) {
-            Some(Slot::Claimed(claimed)) if claimed.token == claim.token() => {
-                claimed.lease_until = Self::deadline(now, claim.lease());
-                (Ok(()), None)
+        self.with_slot(claim.key(), |map, now| {
+            match map
+                .get_mut(claim.key())
+                .and_then(|slot| slot.holder_mut(claim.token()))
+            {
+                Some(holder) => {
+                    holder.lease_until = Self::deadline(now, claim.lease());
+                    (Ok(()), None)
+                }
+                None => (Err(StoreError::lease_lost()), None),
             }
-            _ => (Err(StoreError::lease_lost()), None),
         })
     }
 
