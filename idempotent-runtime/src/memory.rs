@@ -183,6 +183,15 @@ impl Slot {
         }
     }
 
+    /// Whether the slot holds the key: a completed record within its TTL, or a claim
+    /// within its lease. Anything else is vacant, whether or not a sweep removed it yet.
+    fn is_live(&self, now: Nanos) -> bool {
+        match self {
+            Slot::Pending(pending) => pending.live_holder(now).is_some(),
+            Slot::Completed(completed) => completed.expires_at > now,
+        }
+    }
+
     /// Whether a sweep keeps the slot: it is live, or callers wait on it (a released key
     /// keeps its waiters for the next claim).
     fn is_kept(&self, now: Nanos) -> bool {
@@ -369,8 +378,10 @@ impl MemoryStore {
     }
 
     /// Forgets every record, completed or in progress. Callers waiting on a claim that
-    /// is forgotten wake up and look again; its holder's completion is then refused as a
-    /// lost lease. For tests and benchmarks that need an empty store.
+    /// is forgotten wake up and look again. Its holder is not fenced off: the key is
+    /// vacant, so its completion stores its result, unless a new caller claimed the key
+    /// meanwhile (then that caller's attempt stands, and the old holder's completion is
+    /// refused as a lost lease). For tests and benchmarks that need an empty store.
     pub fn clear(&self) {
         for shard in self.inner.shards.iter() {
             let map = {
@@ -517,15 +528,30 @@ impl Store for MemoryStore {
 
     async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
         self.with_slot(claim.key(), |map, now| {
-            match map
-                .get_mut(claim.key())
-                .and_then(|slot| slot.holder_mut(claim.token()))
-            {
-                Some(holder) => {
-                    holder.lease_until = Self::deadline(now, claim.lease());
+            let renewed = Holder {
+                token: claim.token(),
+                fingerprint: claim.fingerprint(),
+                lease_until: Self::deadline(now, claim.lease()),
+            };
+            match map.get_mut(claim.key()) {
+                Some(slot) => {
+                    if let Some(holder) = slot.holder_mut(claim.token()) {
+                        holder.lease_until = renewed.lease_until;
+                        return (Ok(()), None);
+                    }
+                    if slot.is_live(now) {
+                        return (Err(StoreError::lease_lost()), None);
+                    }
+                    // Vacant (released, lapsed, expired): no other attempt holds the key, so
+                    // the claim is made again, for whoever waits on the key to wait on.
+                    let claimed = Slot::claimed(renewed, Some(slot));
+                    (Ok(()), Some(std::mem::replace(slot, claimed)))
+                }
+                // Forgotten by `clear`, or swept after its lease lapsed: made again.
+                None => {
+                    map.insert(*claim.key(), Slot::claimed(renewed, None));
                     (Ok(()), None)
                 }
-                None => (Err(StoreError::lease_lost()), None),
             }
         })
     }
@@ -540,16 +566,28 @@ impl Store for MemoryStore {
                 decoded: None,
             })
         });
-        self.with_slot(claim.key(), |map, now| match map.get_mut(claim.key()) {
-            Some(slot) if slot.is_claim(claim.token()) => {
-                let done = Slot::Completed(CompletedSlot {
-                    value,
-                    expires_at: Self::deadline(now, ttl),
-                    extra,
-                });
-                (Ok(()), Some(std::mem::replace(slot, done)))
+        self.with_slot(claim.key(), |map, now| {
+            let done = Slot::Completed(CompletedSlot {
+                value,
+                expires_at: Self::deadline(now, ttl),
+                extra,
+            });
+            match map.entry(*claim.key()) {
+                // Another attempt's live claim, or its completed record: this one is fenced off.
+                Entry::Occupied(entry)
+                    if !entry.get().is_claim(claim.token()) && entry.get().is_live(now) =>
+                {
+                    (Err(StoreError::lease_lost()), None)
+                }
+                // This claim, or a vacant key (forgotten by `clear`, swept, released, lapsed):
+                // no other attempt holds it, so the result is stored. Dropping what it
+                // replaces, after the lock, wakes every waiter.
+                Entry::Occupied(mut entry) => (Ok(()), Some(entry.insert(done))),
+                Entry::Vacant(entry) => {
+                    entry.insert(done);
+                    (Ok(()), None)
+                }
             }
-            _ => (Err(StoreError::lease_lost()), None),
         })
     }
 
