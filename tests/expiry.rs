@@ -60,7 +60,8 @@ async fn expired_records_are_reclaimed_under_unique_keys() {
         tokio::time::sleep(Duration::from_millis(20) + CLOCK_RESOLUTION).await;
     }
     // 40,000 records were written; at most one window's worth is live at a time, and a
-    // shard is swept whenever it doubles, so the store stays within a small multiple of it.
+    // shard is swept whenever it doubles (and a second after its last sweep), so the store
+    // stays within a small multiple of it.
     assert!(peak <= 4 * PER_WINDOW as usize + 64 * 64, "peak {peak}");
     assert!(STORE.len() < 10_000);
     STORE.purge_expired();
