@@ -100,6 +100,34 @@ fn the_key_format_is_pinned_by_a_golden_value() {
     );
 }
 
+/// An `impl Trait` argument's concrete type comes before it: tag `t`, its parameter's name
+/// and its type's name, then the argument's `a` element. Computed as `GOLDEN_ORDER_KEY`:
+///
+/// ```python
+/// namespace_key = blake3.blake3(s("idempotency/key/v1") + s("ledger.apply")).digest()
+/// charge = b"(" + s("order") + u(1) + s("cents") + u(500) + b")"
+/// parts = b"t" + s("item") + s("shop::Charge") + b"a" + s("item") + charge
+/// ```
+const GOLDEN_TYPED_KEY: &str = "41b0266a775147a3cb4a013b70bd46b3";
+
+#[test]
+fn the_type_of_an_impl_trait_argument_is_pinned_by_a_golden_value() {
+    #[derive(Serialize)]
+    struct Charge {
+        order: u64,
+        cents: u64,
+    }
+    let mut hasher = KeyHasher::new("ledger.apply");
+    hasher.arg_type("item", "shop::Charge").arg(
+        "item",
+        &Charge {
+            order: 1,
+            cents: 500,
+        },
+    );
+    assert_eq!(hasher.finish().unwrap().to_string(), GOLDEN_TYPED_KEY);
+}
+
 #[tokio::test]
 async fn the_attribute_derives_the_documented_key() {
     static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);

@@ -17,11 +17,27 @@
 //!    `scope(..)` parameter in ascending order of the names, then tag `k` and `str` of the
 //!    key.
 //!
+//! A parameter whose declared type holds an `impl Trait` (`impl Serialize`,
+//! `&impl Serialize`, `Vec<impl Serialize>`) is preceded by tag `t`, `str` of its name and
+//! `str` of the concrete type name of the argument ([`KeyHasher::arg_type`]): the caller
+//! picks that type, and two types (a `Charge` and a `Refund` with the same fields) may
+//! serialize alike. Parameters with a declared type carry no type name; their type is
+//! fixed by the function, or by a generic argument (part 1).
+//!
 //! The namespace key is computed once per function, so a call hashes only its arguments:
 //! one BLAKE3 block for a typical handler.
 //!
 //! A [`Fingerprint`] is the same construction with `idempotency/fingerprint/v1` over the
-//! remaining parameters; it is only used with client-supplied keys.
+//! remaining parameters (the generic arguments' type names first, and the `t` element of
+//! an `impl Trait` parameter before its `a` element); it is only used with client-supplied
+//! keys, so that a client key reused with an argument of another type is refused as a
+//! payload mismatch.
+//!
+//! Type names are those of [`core::any::type_name`], which the Rust project may change
+//! between compiler releases: the keys of generic functions and of `impl Trait` arguments
+//! are stable across processes and machines built by the same compiler, but a compiler
+//! upgrade may orphan their records (they then run once more, after which the new keys
+//! replay). Give such a parameter a declared type where that matters.
 //!
 //! ## Values
 //!
@@ -316,6 +332,44 @@ impl KeyHasher {
         match &mut self.hashing {
             Hashing::Stable(sink) => put_generic(sink, type_name),
             Hashing::Local(sink) => put_generic(sink, type_name),
+        }
+        self
+    }
+
+    /// Adds the concrete type of the argument of parameter `name`, before that argument
+    /// ([`arg`](Self::arg)): the attribute does it for every parameter whose declared
+    /// type holds an `impl Trait`, since two types may serialize alike.
+    ///
+    /// ```
+    /// use idempotent_runtime::KeyHasher;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Charge { cents: u64 }
+    /// #[derive(serde::Serialize)]
+    /// struct Refund { cents: u64 }
+    ///
+    /// let key = |type_name: &str| {
+    ///     let mut hasher = KeyHasher::new("payments.apply");
+    ///     hasher.arg_type("item", type_name).arg("item", &Charge { cents: 500 });
+    ///     hasher.finish().unwrap()
+    /// };
+    /// let charge = key(std::any::type_name_of_val(&Charge { cents: 500 }));
+    /// let refund = key(std::any::type_name_of_val(&Refund { cents: 500 }));
+    /// assert_ne!(charge, refund);
+    /// ```
+    ///
+    /// A process-local hasher ([`KeyHasher::local`]) leaves `name` out, as in `arg`.
+    pub fn arg_type(&mut self, name: &str, type_name: &str) -> &mut Self {
+        match &mut self.hashing {
+            Hashing::Stable(sink) => {
+                sink.put_byte(b't');
+                put_str(sink, name);
+                put_str(sink, type_name);
+            }
+            Hashing::Local(sink) => {
+                sink.put_byte(b't');
+                put_str(sink, type_name);
+            }
         }
         self
     }
