@@ -100,6 +100,30 @@ fn the_key_format_is_pinned_by_a_golden_value() {
     );
 }
 
+/// Floats follow `==`: `-0.0 == 0.0`, so both are encoded as `0.0` and share a key (they
+/// used to have two). Computed as `GOLDEN_ORDER_KEY` is, with
+/// `f = lambda x: b"f" + struct.pack("<d", x)`:
+///
+/// ```python
+/// namespace_key = blake3.blake3(s("idempotency/key/v1") + s("parcels.weigh")).digest()
+/// parts = b"a" + s("grams") + u(12) + b"a" + s("kg") + f(0.0)
+/// ```
+const GOLDEN_ZERO_KEY: &str = "fcc281f40ed8a3ce9015e942785eba10";
+
+#[test]
+fn zeros_of_either_sign_share_the_golden_key_and_nans_share_one() {
+    let key = |kg: f64| {
+        let mut hasher = KeyHasher::new("parcels.weigh");
+        hasher.arg("grams", &12u8).arg("kg", &kg);
+        hasher.finish().unwrap().to_string()
+    };
+    assert_eq!(key(0.0), GOLDEN_ZERO_KEY);
+    assert_eq!(key(-0.0), GOLDEN_ZERO_KEY);
+    assert_eq!(key(f64::NAN), key(-f64::NAN));
+    assert_eq!(key(f64::NAN), key(f64::from_bits(0x7ff0_0000_0000_0001)));
+    assert_ne!(key(f64::NAN), GOLDEN_ZERO_KEY);
+}
+
 /// An `impl Trait` argument's concrete type comes before it: tag `t`, its parameter's name
 /// and its type's name, then the argument's `a` element. Computed as `GOLDEN_ORDER_KEY`:
 ///

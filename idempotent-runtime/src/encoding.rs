@@ -187,8 +187,13 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
+        // Values that compare equal hash alike: `-0.0 == 0.0`, so both are `0.0`. NaN is
+        // the exception made the other way: it equals nothing, not even itself, yet every
+        // NaN is one key, or a NaN argument could never replay.
         let bits = if v.is_nan() {
             0x7ff8_0000_0000_0000
+        } else if v == 0.0 {
+            0
         } else {
             v.to_bits()
         };
@@ -500,7 +505,21 @@ mod tests {
     #[test]
     fn nan_is_canonical_and_f32_widens() {
         assert_eq!(bytes(&f64::NAN), bytes(&-f64::NAN));
+        assert_eq!(
+            bytes(&f64::from_bits(0x7ff0_0000_0000_0001)),
+            bytes(&f64::NAN)
+        );
+        assert_eq!(bytes(&f32::NAN), bytes(&f64::NAN));
         assert_eq!(bytes(&1.5f32), bytes(&1.5f64));
-        assert_ne!(bytes(&0.0f64), bytes(&-0.0f64));
+        assert_ne!(bytes(&f64::INFINITY), bytes(&f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn zeros_of_either_sign_are_one_value() {
+        // `-0.0 == 0.0`: equal arguments must give equal keys.
+        assert_eq!(bytes(&-0.0f64), b"f\0\0\0\0\0\0\0\0");
+        assert_eq!(bytes(&0.0f64), bytes(&-0.0f64));
+        assert_eq!(bytes(&-0.0f32), bytes(&0.0f64));
+        assert_ne!(bytes(&0.0f64), bytes(&f64::from_bits(1)));
     }
 }

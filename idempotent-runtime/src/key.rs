@@ -52,7 +52,7 @@
 //! | integer `0 ..= u64::MAX`, whatever its Rust type | `u`, the value as a varint |
 //! | integer `v` in `i64::MIN ..= -1` | `i`, `-(v + 1)` as a varint |
 //! | larger `u128` / smaller `i128` | `U` / `I`, 16 bytes little-endian |
-//! | `f32`, `f64` | `f`, the `f64` bits little-endian (an `f32` is widened first; every NaN is `0x7ff8_0000_0000_0000`) |
+//! | `f32`, `f64` | `f`, the `f64` bits little-endian (an `f32` is widened first; `-0.0` is written as `0.0`; every NaN is `0x7ff8_0000_0000_0000`) |
 //! | `char`, string | `s`, byte length as a varint, UTF-8 bytes |
 //! | byte string | `b`, byte length as a varint, bytes |
 //! | `None` / `Some(v)` | `N` / `S` then `v` |
@@ -63,6 +63,10 @@
 //! | map | `{`, entry count as a varint, each entry's 16-byte digest in ascending byte order, `}` |
 //! | unit variant | `e`, the variant name as a string |
 //! | newtype, tuple or struct variant | `v`, the variant name as a string, then the payload as above |
+//!
+//! Floats follow `==`, so that arguments that compare equal share a key: `0.0` and `-0.0`
+//! are one value. NaN, which equals nothing, is the one exception: every NaN is one value,
+//! so that a call with a NaN argument replays like any other.
 //!
 //! A varint is unsigned LEB128: seven bits a byte, low bits first, the top bit set on every
 //! byte but the last (so 300 is `ac 02`).
