@@ -416,6 +416,58 @@ async fn invalid_client_keys_are_refused_before_the_body_runs() {
     assert_eq!(CHARGES.load(Ordering::SeqCst), before + 1);
 }
 
+#[tokio::test]
+async fn client_keys_with_control_characters_are_refused_before_the_body_runs() {
+    let before = CHARGES.load(Ordering::SeqCst);
+    for (key, at, character) in [
+        ("k-1\n", 3, '\n'),
+        ("k\r\n-1", 1, '\r'),
+        ("\tk-1", 0, '\t'),
+        ("k\0", 1, '\0'),
+        ("k\u{7f}", 1, '\u{7f}'),
+        ("é\u{85}", 2, '\u{85}'),
+    ] {
+        let refused = charge(key.into(), 1, 1, 0).await.unwrap_err().idempotency();
+        assert!(
+            matches!(
+                refused,
+                Error::InvalidKey(InvalidKey::ControlCharacter { at: a, character: c })
+                    if a == at && c == character
+            ),
+            "{key:?}: {refused:?}"
+        );
+        assert!(!refused.to_string().contains('\n'), "{refused}");
+    }
+    assert_eq!(CHARGES.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn client_keys_are_compared_byte_for_byte() {
+    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(key = key, store = &*STORE)]
+    async fn submit(key: &str, amount: u64) -> Result<usize, AppError> {
+        let _ = (key, amount);
+        Ok(RUNS.fetch_add(1, Ordering::SeqCst))
+    }
+    // Spaces, case and Unicode normal forms are part of the key: an opaque string.
+    let keys = [
+        "k-1",
+        " k-1",
+        "k-1 ",
+        "K-1",
+        "caf\u{e9}",   // NFC
+        "cafe\u{301}", // NFD of the same text
+    ];
+    for (n, key) in keys.into_iter().enumerate() {
+        assert_eq!(submit(key, 5).await.unwrap(), n, "{key:?}");
+    }
+    for (n, key) in keys.into_iter().enumerate() {
+        assert_eq!(submit(key, 5).await.unwrap(), n, "{key:?}");
+    }
+    assert_eq!(STORE.claims(), keys.len());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_different_payload_is_refused_at_once_while_the_first_runs() {
     static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);

@@ -163,16 +163,44 @@ impl Fingerprint {
     pub const NONE: Fingerprint = Fingerprint([0; 16]);
 }
 
-/// Checks a client-supplied key: non-empty and at most [`MAX_CLIENT_KEY_LEN`] bytes.
+/// Checks a client-supplied key: non-empty, at most [`MAX_CLIENT_KEY_LEN`] bytes, and
+/// free of control characters.
+///
+/// A valid key is an opaque string, as the IETF `Idempotency-Key` draft treats it: two
+/// keys are the same key only if their bytes are equal. Nothing is trimmed, folded or
+/// normalized, so `"k-1"`, `" k-1"`, `"K-1"`, and `"é"` written precomposed (NFC) or
+/// decomposed (NFD) are five different keys. A client resends the key it generated,
+/// byte for byte; a server that wants looser matching normalizes before the call, once,
+/// in the way it chooses.
+///
+/// Control characters (Unicode category `Cc`: `U+0000..=U+001F`, `U+007F..=U+009F`,
+/// tab included) are refused rather than compared: no HTTP header can carry most of them,
+/// so such a key is a client or parsing error, and one kept would end up in logs and error
+/// messages, where a newline forges a line.
+///
+/// ```
+/// use idempotent_runtime::{validate_client_key, InvalidKey};
+///
+/// assert_eq!(validate_client_key(" order-7f3a "), Ok(())); // spaces are part of the key
+/// assert_eq!(validate_client_key("ordre-\u{e9}"), Ok(()));
+/// assert_eq!(
+///     validate_client_key("order\n7f3a"),
+///     Err(InvalidKey::ControlCharacter { at: 5, character: '\n' })
+/// );
+/// ```
 ///
 /// # Errors
 ///
-/// [`InvalidKey::Empty`] or [`InvalidKey::TooLong`].
+/// [`InvalidKey::Empty`], [`InvalidKey::TooLong`] or [`InvalidKey::ControlCharacter`].
 pub fn validate_client_key(key: &str) -> Result<(), InvalidKey> {
     match key.len() {
-        0 => Err(InvalidKey::Empty),
-        len if len > MAX_CLIENT_KEY_LEN => Err(InvalidKey::TooLong { len }),
-        _ => Ok(()),
+        0 => return Err(InvalidKey::Empty),
+        len if len > MAX_CLIENT_KEY_LEN => return Err(InvalidKey::TooLong { len }),
+        _ => {}
+    }
+    match key.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, character)) => Err(InvalidKey::ControlCharacter { at, character }),
+        None => Ok(()),
     }
 }
 
@@ -400,11 +428,13 @@ impl KeyHasher {
         self
     }
 
-    /// Adds a client-supplied idempotency key.
+    /// Adds a client-supplied idempotency key, compared byte for byte
+    /// ([`validate_client_key`]).
     ///
     /// # Errors
     ///
-    /// The key is empty or longer than [`MAX_CLIENT_KEY_LEN`] bytes.
+    /// The key is empty, longer than [`MAX_CLIENT_KEY_LEN`] bytes, or holds a control
+    /// character.
     pub fn client_key(&mut self, key: &str) -> Result<&mut Self, InvalidKey> {
         validate_client_key(key)?;
         match &mut self.hashing {
