@@ -74,7 +74,7 @@
 /// | `wait = "30s"` | how long a duplicate waits for a call in flight before [`Error::InProgress`]; `"0s"` fails fast (HTTP 409) | `"30s"` |
 /// | `lease = "30s"` | how long a claim survives a holder that died; a running body renews it | the store's (30 s for [`MemoryStore`]) |
 /// | `skip(a, b)` | parameters left out of the key (they need not be `Serialize`); a method must list `self` | none |
-/// | `key = param` | a client-supplied idempotency key (`String`, `&str`, any `AsRef<str>`, 1 to 255 bytes); the other parameters form a payload fingerprint, and reusing the key with another payload is [`Error::PayloadMismatch`] | the key is derived from all parameters |
+/// | `key = param` | a client-supplied idempotency key (`String`, `&str`, any `AsRef<str>`, 1 to 255 bytes without control characters, compared byte for byte); the other parameters form a payload fingerprint, and reusing the key with another payload is [`Error::PayloadMismatch`] | the key is derived from all parameters |
 /// | `scope(a, ..)` | with `key`: parameters (tenant, user) that partition the key space | none |
 /// | `name = "orders.create"` | the key namespace; keeps keys stable across renames and moves | the function's path |
 /// | `store = expr` | the [`Store`] for this function, evaluated per call (`&S`, `Arc<S>` or `S`) | [`default_store()`] |
@@ -92,7 +92,9 @@
 /// [`core::any::type_name`] reports it: renaming or moving the function, or a compiler
 /// release that prints paths differently, changes it, so production handlers should set
 /// `name`. Each instantiation of a generic function has its own records: the type names
-/// of its generic arguments are part of the key, `name` or not.
+/// of its generic arguments are part of the key, `name` or not. So is the concrete type of
+/// an `impl Trait` argument (`item: impl Serialize`): a `Charge` and a `Refund` with the
+/// same fields are two calls, not one (beside a client key, two payloads).
 ///
 /// # Fresh or replayed
 ///

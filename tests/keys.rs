@@ -100,6 +100,58 @@ fn the_key_format_is_pinned_by_a_golden_value() {
     );
 }
 
+/// Floats follow `==`: `-0.0 == 0.0`, so both are encoded as `0.0` and share a key (they
+/// used to have two). Computed as `GOLDEN_ORDER_KEY` is, with
+/// `f = lambda x: b"f" + struct.pack("<d", x)`:
+///
+/// ```python
+/// namespace_key = blake3.blake3(s("idempotency/key/v1") + s("parcels.weigh")).digest()
+/// parts = b"a" + s("grams") + u(12) + b"a" + s("kg") + f(0.0)
+/// ```
+const GOLDEN_ZERO_KEY: &str = "fcc281f40ed8a3ce9015e942785eba10";
+
+#[test]
+fn zeros_of_either_sign_share_the_golden_key_and_nans_share_one() {
+    let key = |kg: f64| {
+        let mut hasher = KeyHasher::new("parcels.weigh");
+        hasher.arg("grams", &12u8).arg("kg", &kg);
+        hasher.finish().unwrap().to_string()
+    };
+    assert_eq!(key(0.0), GOLDEN_ZERO_KEY);
+    assert_eq!(key(-0.0), GOLDEN_ZERO_KEY);
+    assert_eq!(key(f64::NAN), key(-f64::NAN));
+    assert_eq!(key(f64::NAN), key(f64::from_bits(0x7ff0_0000_0000_0001)));
+    assert_ne!(key(f64::NAN), GOLDEN_ZERO_KEY);
+}
+
+/// An `impl Trait` argument's concrete type comes before it: tag `t`, its parameter's name
+/// and its type's name, then the argument's `a` element. Computed as `GOLDEN_ORDER_KEY`:
+///
+/// ```python
+/// namespace_key = blake3.blake3(s("idempotency/key/v1") + s("ledger.apply")).digest()
+/// charge = b"(" + s("order") + u(1) + s("cents") + u(500) + b")"
+/// parts = b"t" + s("item") + s("shop::Charge") + b"a" + s("item") + charge
+/// ```
+const GOLDEN_TYPED_KEY: &str = "41b0266a775147a3cb4a013b70bd46b3";
+
+#[test]
+fn the_type_of_an_impl_trait_argument_is_pinned_by_a_golden_value() {
+    #[derive(Serialize)]
+    struct Charge {
+        order: u64,
+        cents: u64,
+    }
+    let mut hasher = KeyHasher::new("ledger.apply");
+    hasher.arg_type("item", "shop::Charge").arg(
+        "item",
+        &Charge {
+            order: 1,
+            cents: 500,
+        },
+    );
+    assert_eq!(hasher.finish().unwrap().to_string(), GOLDEN_TYPED_KEY);
+}
+
 #[tokio::test]
 async fn the_attribute_derives_the_documented_key() {
     static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
@@ -362,6 +414,58 @@ async fn invalid_client_keys_are_refused_before_the_body_runs() {
     assert_eq!(CHARGES.load(Ordering::SeqCst), before);
     charge("y".repeat(255), 1, 1, 0).await.unwrap();
     assert_eq!(CHARGES.load(Ordering::SeqCst), before + 1);
+}
+
+#[tokio::test]
+async fn client_keys_with_control_characters_are_refused_before_the_body_runs() {
+    let before = CHARGES.load(Ordering::SeqCst);
+    for (key, at, character) in [
+        ("k-1\n", 3, '\n'),
+        ("k\r\n-1", 1, '\r'),
+        ("\tk-1", 0, '\t'),
+        ("k\0", 1, '\0'),
+        ("k\u{7f}", 1, '\u{7f}'),
+        ("é\u{85}", 2, '\u{85}'),
+    ] {
+        let refused = charge(key.into(), 1, 1, 0).await.unwrap_err().idempotency();
+        assert!(
+            matches!(
+                refused,
+                Error::InvalidKey(InvalidKey::ControlCharacter { at: a, character: c })
+                    if a == at && c == character
+            ),
+            "{key:?}: {refused:?}"
+        );
+        assert!(!refused.to_string().contains('\n'), "{refused}");
+    }
+    assert_eq!(CHARGES.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn client_keys_are_compared_byte_for_byte() {
+    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(key = key, store = &*STORE)]
+    async fn submit(key: &str, amount: u64) -> Result<usize, AppError> {
+        let _ = (key, amount);
+        Ok(RUNS.fetch_add(1, Ordering::SeqCst))
+    }
+    // Spaces, case and Unicode normal forms are part of the key: an opaque string.
+    let keys = [
+        "k-1",
+        " k-1",
+        "k-1 ",
+        "K-1",
+        "caf\u{e9}",   // NFC
+        "cafe\u{301}", // NFD of the same text
+    ];
+    for (n, key) in keys.into_iter().enumerate() {
+        assert_eq!(submit(key, 5).await.unwrap(), n, "{key:?}");
+    }
+    for (n, key) in keys.into_iter().enumerate() {
+        assert_eq!(submit(key, 5).await.unwrap(), n, "{key:?}");
+    }
+    assert_eq!(STORE.claims(), keys.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

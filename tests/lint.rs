@@ -65,6 +65,20 @@ pub async fn charge(
     Ok(u64::from(tenant) + amount)
 }
 
+/// Records an entry of any serializable type: its type name is part of the key.
+///
+/// # Errors
+///
+/// When a duplicate is still in flight.
+#[idempotent(store = &*STORE)]
+pub async fn record(
+    entry: &(impl Serialize + Sync),
+    tags: Vec<impl Serialize + Send>,
+) -> Result<usize, AppError> {
+    let _ = entry;
+    Ok(tags.len())
+}
+
 /// A service with an idempotent method.
 pub struct Service {
     prefix: String,
@@ -113,4 +127,5 @@ async fn linted_functions_work() {
     let service = Service { prefix: "p".into() };
     assert_eq!(service.handle(HashMap::new(), 1).await.unwrap(), "p02");
     assert_eq!(Service::make::<u8>(1).await.unwrap(), 0);
+    assert_eq!(record(&order, vec!["a"]).await.unwrap(), 1);
 }

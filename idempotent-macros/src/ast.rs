@@ -1,13 +1,19 @@
 //! A typed view of the annotated function: its parameters by name.
 
-use proc_macro2::TokenStream;
+use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat};
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type};
 
 /// One parameter of the function.
 pub(crate) enum Param {
     /// `name: Type` (with or without `mut`).
-    Named { ident: Ident, tokens: TokenStream },
+    Named {
+        ident: Ident,
+        tokens: TokenStream,
+        /// The type holds an `impl Trait`: a type the caller picks, unnamed here, whose
+        /// name the key must carry since two types may serialize alike.
+        impl_trait: bool,
+    },
     /// `self`, `&self`, `&mut self`, `self: Arc<Self>`.
     Receiver { tokens: TokenStream },
     /// A destructuring pattern, or `_`: there is no name to key it by.
@@ -46,6 +52,7 @@ impl Function {
                         Param::Named {
                             ident: pat.ident.clone(),
                             tokens: typed.to_token_stream(),
+                            impl_trait: contains_impl_trait(&typed.ty),
                         }
                     }
                     _ => Param::Pattern {
@@ -55,6 +62,13 @@ impl Function {
             })
             .collect();
         Function { item, params }
+    }
+
+    /// Whether the named parameter's type holds an `impl Trait`.
+    pub(crate) fn is_impl_trait(&self, name: &Ident) -> bool {
+        self.params
+            .iter()
+            .any(|p| matches!(p, Param::Named { ident, impl_trait: true, .. } if ident == name))
     }
 
     pub(crate) fn has_receiver(&self) -> bool {
@@ -71,5 +85,42 @@ impl Function {
             .params
             .iter()
             .filter(|p| !matches!(p, GenericParam::Lifetime(_)))
+    }
+}
+
+/// Whether `impl` appears anywhere in `ty` (`impl Serialize`, `&impl Serialize`,
+/// `Vec<impl Serialize>`, `(u8, impl Serialize)`): `impl` is a keyword, so in a type it can
+/// only start an `impl Trait`. Scanning the tokens catches every nesting without a visitor
+/// per kind of type.
+fn contains_impl_trait(ty: &Type) -> bool {
+    fn scan(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            TokenTree::Ident(ident) => ident == "impl",
+            TokenTree::Group(group) => scan(group.stream()),
+            TokenTree::Punct(_) | TokenTree::Literal(_) => false,
+        })
+    }
+    scan(ty.to_token_stream())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impl_trait_is_found_at_any_depth() {
+        for ty in [
+            "impl Serialize",
+            "&impl Serialize",
+            "&mut (impl Serialize + Send)",
+            "Vec<impl Serialize>",
+            "(u8, Option<impl Serialize>)",
+            "[impl Serialize; 2]",
+        ] {
+            assert!(contains_impl_trait(&syn::parse_str(ty).unwrap()), "{ty}");
+        }
+        for ty in ["u64", "&str", "Vec<T>", "Box<dyn Fn()>", "Implementation"] {
+            assert!(!contains_impl_trait(&syn::parse_str(ty).unwrap()), "{ty}");
+        }
     }
 }

@@ -120,15 +120,31 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         .iter()
         .map(|ident| ident.unraw().to_string())
         .collect();
+    // An `impl Trait` argument's type is the caller's choice and two types may serialize
+    // alike, so its concrete name goes in first, wherever the argument itself goes.
+    let arg_type = |ident: &Ident, label: &str, method: &str| {
+        if !function.is_impl_trait(ident) {
+            return TokenStream::new();
+        }
+        let (ident, span) = param_of(ident);
+        let method = Ident::new(method, span);
+        quote_spanned!(span=> ::idempotency::__private::Derivation::#method(
+            &mut #derivation,
+            #label,
+            ::idempotency::__private::type_name_of_val(&#ident),
+        );)
+    };
     let key_args = plan.key_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
+        let typed = arg_type(ident, &label, "key_arg_type");
         let (ident, span) = param_of(ident);
-        quote_spanned!(span=> ::idempotency::__private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
+        quote_spanned!(span=> #typed ::idempotency::__private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
     });
     let payload_args = plan.payload_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
+        let typed = arg_type(ident, &label, "payload_arg_type");
         let (ident, span) = param_of(ident);
-        quote_spanned!(span=> ::idempotency::__private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
+        quote_spanned!(span=> #typed ::idempotency::__private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
     });
     let client_key_arg = plan.client_key.iter().map(|ident| {
         let (ident, span) = param_of(ident);

@@ -187,8 +187,13 @@ impl<'a, S: Sink> ser::Serializer for Encoder<'a, S> {
         self.serialize_f64(v.into())
     }
     fn serialize_f64(self, v: f64) -> Result<(), EncodeError> {
+        // Values that compare equal hash alike: `-0.0 == 0.0`, so both are `0.0`. NaN is
+        // the exception made the other way: it equals nothing, not even itself, yet every
+        // NaN is one key, or a NaN argument could never replay.
         let bits = if v.is_nan() {
             0x7ff8_0000_0000_0000
+        } else if v == 0.0 {
+            0
         } else {
             v.to_bits()
         };
@@ -424,7 +429,7 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, HashMap};
 
-    fn bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    pub(super) fn bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         struct Bytes(Vec<u8>);
         impl Sink for Bytes {
             fn put(&mut self, bytes: &[u8]) {
@@ -500,7 +505,325 @@ mod tests {
     #[test]
     fn nan_is_canonical_and_f32_widens() {
         assert_eq!(bytes(&f64::NAN), bytes(&-f64::NAN));
+        assert_eq!(
+            bytes(&f64::from_bits(0x7ff0_0000_0000_0001)),
+            bytes(&f64::NAN)
+        );
+        assert_eq!(bytes(&f32::NAN), bytes(&f64::NAN));
         assert_eq!(bytes(&1.5f32), bytes(&1.5f64));
-        assert_ne!(bytes(&0.0f64), bytes(&-0.0f64));
+        assert_ne!(bytes(&f64::INFINITY), bytes(&f64::NEG_INFINITY));
+    }
+
+    #[test]
+    fn zeros_of_either_sign_are_one_value() {
+        // `-0.0 == 0.0`: equal arguments must give equal keys.
+        assert_eq!(bytes(&-0.0f64), b"f\0\0\0\0\0\0\0\0");
+        assert_eq!(bytes(&0.0f64), bytes(&-0.0f64));
+        assert_eq!(bytes(&-0.0f32), bytes(&0.0f64));
+        assert_ne!(bytes(&0.0f64), bytes(&f64::from_bits(1)));
+    }
+}
+
+/// Property tests: the encoding never panics on any value of the serde data model, equal
+/// values encode alike whatever the order their maps were filled in, distinct values
+/// encode apart, and a key is the documented hash of the encoding however long it is.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use crate::key::{KeyHasher, NamespaceKey};
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::collections::{BTreeMap, HashMap};
+
+    /// Every shape of the serde data model, with the names serde's derives would use.
+    #[derive(Debug, Clone)]
+    enum Model {
+        Bool(bool),
+        U64(u64),
+        I64(i64),
+        U128(u128),
+        I128(i128),
+        F32(f32),
+        F64(f64),
+        Char(char),
+        Str(String),
+        Bytes(Vec<u8>),
+        Option(Option<Box<Model>>),
+        Unit,
+        UnitStruct,
+        Newtype(Box<Model>),
+        Seq(Vec<Model>),
+        Tuple(Vec<Model>),
+        TupleStruct(Vec<Model>),
+        /// Entries as given: keys may repeat, as a hand-written `Serialize` may do.
+        Map(Vec<(Model, Model)>),
+        /// Fields named from `FIELDS`, as many as there are values (up to four).
+        Struct(Vec<Model>),
+        UnitVariant(usize),
+        NewtypeVariant(usize, Box<Model>),
+        TupleVariant(usize, Vec<Model>),
+        StructVariant(usize, Vec<Model>),
+    }
+
+    const FIELDS: [&str; 4] = ["id", "name", "", "a field with a long name"];
+    const VARIANTS: [&str; 3] = ["A", "Bee", ""];
+
+    impl Serialize for Model {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::{
+                SerializeMap, SerializeSeq, SerializeStruct, SerializeStructVariant,
+                SerializeTuple, SerializeTupleStruct, SerializeTupleVariant,
+            };
+            let idx = |i: usize| u32::try_from(i).unwrap();
+            match self {
+                Model::Bool(v) => s.serialize_bool(*v),
+                Model::U64(v) => s.serialize_u64(*v),
+                Model::I64(v) => s.serialize_i64(*v),
+                Model::U128(v) => s.serialize_u128(*v),
+                Model::I128(v) => s.serialize_i128(*v),
+                Model::F32(v) => s.serialize_f32(*v),
+                Model::F64(v) => s.serialize_f64(*v),
+                Model::Char(v) => s.serialize_char(*v),
+                Model::Str(v) => s.serialize_str(v),
+                Model::Bytes(v) => s.serialize_bytes(v),
+                Model::Option(None) => s.serialize_none(),
+                Model::Option(Some(v)) => s.serialize_some(v),
+                Model::Unit => s.serialize_unit(),
+                Model::UnitStruct => s.serialize_unit_struct("Marker"),
+                Model::Newtype(v) => s.serialize_newtype_struct("Wrapper", v),
+                Model::Seq(items) => {
+                    let mut seq = s.serialize_seq(None)?;
+                    items.iter().try_for_each(|v| seq.serialize_element(v))?;
+                    seq.end()
+                }
+                Model::Tuple(items) => {
+                    let mut tuple = s.serialize_tuple(items.len())?;
+                    items.iter().try_for_each(|v| tuple.serialize_element(v))?;
+                    tuple.end()
+                }
+                Model::TupleStruct(items) => {
+                    let mut tuple = s.serialize_tuple_struct("Pair", items.len())?;
+                    items.iter().try_for_each(|v| tuple.serialize_field(v))?;
+                    tuple.end()
+                }
+                Model::Map(entries) => {
+                    let mut map = s.serialize_map(Some(entries.len()))?;
+                    for (k, v) in entries {
+                        map.serialize_entry(k, v)?;
+                    }
+                    map.end()
+                }
+                Model::Struct(fields) => {
+                    let mut st = s.serialize_struct("Record", fields.len())?;
+                    for (name, v) in FIELDS.iter().zip(fields) {
+                        st.serialize_field(name, v)?;
+                    }
+                    st.end()
+                }
+                Model::UnitVariant(i) => s.serialize_unit_variant("E", idx(*i), VARIANTS[*i]),
+                Model::NewtypeVariant(i, v) => {
+                    s.serialize_newtype_variant("E", idx(*i), VARIANTS[*i], v)
+                }
+                Model::TupleVariant(i, items) => {
+                    let mut tv =
+                        s.serialize_tuple_variant("E", idx(*i), VARIANTS[*i], items.len())?;
+                    items.iter().try_for_each(|v| tv.serialize_field(v))?;
+                    tv.end()
+                }
+                Model::StructVariant(i, fields) => {
+                    let mut sv =
+                        s.serialize_struct_variant("E", idx(*i), VARIANTS[*i], fields.len())?;
+                    for (name, v) in FIELDS.iter().zip(fields) {
+                        sv.serialize_field(name, v)?;
+                    }
+                    sv.end()
+                }
+            }
+        }
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => vec(any::<char>(), 0..12).prop_map(String::from_iter),
+            1 => Just(String::new()),
+            // Past the key hasher's 192-byte buffer, so its spill path is taken too.
+            1 => (any::<char>(), 0..20_000usize).prop_map(|(c, n)| c.to_string().repeat(n)),
+        ]
+    }
+
+    fn float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            4 => any::<f64>(),
+            1 => prop::sample::select(vec![
+                0.0,
+                -0.0,
+                f64::NAN,
+                -f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::MIN_POSITIVE,
+                f64::from_bits(1),
+            ]),
+        ]
+    }
+
+    fn model() -> impl Strategy<Value = Model> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(Model::Bool),
+            any::<u64>().prop_map(Model::U64),
+            any::<i64>().prop_map(Model::I64),
+            any::<u128>().prop_map(Model::U128),
+            any::<i128>().prop_map(Model::I128),
+            any::<f32>().prop_map(Model::F32),
+            float().prop_map(Model::F64),
+            any::<char>().prop_map(Model::Char),
+            text().prop_map(Model::Str),
+            vec(any::<u8>(), 0..64).prop_map(Model::Bytes),
+            Just(Model::Option(None)),
+            Just(Model::Unit),
+            Just(Model::UnitStruct),
+            (0..VARIANTS.len()).prop_map(Model::UnitVariant),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let items = vec(inner.clone(), 0..6);
+            let fields = vec(inner.clone(), 0..=FIELDS.len());
+            let variant = 0..VARIANTS.len();
+            prop_oneof![
+                inner.clone().prop_map(|v| Model::Option(Some(Box::new(v)))),
+                inner.clone().prop_map(|v| Model::Newtype(Box::new(v))),
+                items.clone().prop_map(Model::Seq),
+                items.clone().prop_map(Model::Tuple),
+                items.clone().prop_map(Model::TupleStruct),
+                vec((inner.clone(), inner.clone()), 0..6).prop_map(Model::Map),
+                fields.clone().prop_map(Model::Struct),
+                (variant.clone(), inner).prop_map(|(i, v)| Model::NewtypeVariant(i, Box::new(v))),
+                (variant.clone(), items).prop_map(|(i, v)| Model::TupleVariant(i, v)),
+                (variant, fields).prop_map(|(i, v)| Model::StructVariant(i, v)),
+            ]
+        })
+    }
+
+    /// JSON values from small domains, so that two drawn independently are often equal.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-2i64..3).prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            prop::sample::select(vec![0.0, -0.0, 1.5, -1e300, 5e-324]).prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            prop::sample::select(vec!["", "a", "b", "ab"]).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 5, |inner| {
+            prop_oneof![
+                vec(inner.clone(), 0..5).prop_map(Value::Array),
+                vec(
+                    (prop::sample::select(vec!["", "a", "b", "ab"]), inner),
+                    0..5
+                )
+                .prop_map(|entries| {
+                    Value::Object(
+                        entries
+                            .into_iter()
+                            .map(|(k, v)| (k.to_owned(), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    fn bytes<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+        super::tests::bytes(value)
+    }
+
+    /// The stable and the process-local key of `value` as the argument `v`.
+    fn keys<T: Serialize + ?Sized>(value: &T) -> (crate::Key, crate::Key) {
+        let namespace = NamespaceKey::new("properties").with_params(&["v"], &[]);
+        let mut stable = KeyHasher::with_namespace(&namespace);
+        let mut local = KeyHasher::local(&namespace);
+        stable.arg("v", value);
+        local.arg("v", value);
+        (stable.finish().unwrap(), local.finish().unwrap())
+    }
+
+    /// An equal value built another way: every zero of the other sign.
+    fn flip_zeros(value: &Value) -> Value {
+        match value {
+            Value::Number(n) if n.as_f64() == Some(0.0) && n.is_f64() => {
+                Value::from(-n.as_f64().unwrap())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(flip_zeros).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), flip_zeros(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn equal_values_built_apart_share_a_key(a in json()) {
+            let b = flip_zeros(&a);
+            prop_assert_eq!(&a, &b);
+            prop_assert_eq!(keys(&a), keys(&b), "{:?} vs {:?}", a, b);
+        }
+
+        #[test]
+        fn any_value_encodes_without_panicking_and_always_alike(value in model()) {
+            let first = keys(&value);
+            prop_assert_eq!(first, keys(&value.clone()));
+            prop_assert_eq!(bytes(&value), bytes(&value.clone()));
+        }
+
+        #[test]
+        fn a_stable_key_is_the_documented_hash_however_long_the_value(value in model()) {
+            // Keyed BLAKE3 of `a`, the name and the encoding, in one piece: the key hasher
+            // buffers and spills, and must agree.
+            let mut namespace = blake3::Hasher::new();
+            put_str(&mut namespace, "idempotency/key/v1");
+            put_str(&mut namespace, "properties");
+            let mut input = vec![b'a'];
+            input.extend_from_slice(b"s\x01v");
+            input.extend_from_slice(&bytes(&value));
+            let expected = blake3::keyed_hash(namespace.finalize().as_bytes(), &input);
+            let (stable, _) = keys(&value);
+            prop_assert_eq!(&stable.as_bytes()[..], &expected.as_bytes()[..16]);
+        }
+
+        #[test]
+        fn maps_encode_alike_whatever_their_insertion_order(
+            entries in vec((text(), json()), 0..24),
+        ) {
+            // Unique keys first, or the two orders would keep different values.
+            let unique: BTreeMap<String, Value> = entries.into_iter().collect();
+            let mut forward = HashMap::new();
+            for (k, v) in &unique {
+                forward.insert(k.clone(), v.clone());
+            }
+            let mut backward = HashMap::with_capacity(256);
+            for (k, v) in unique.iter().rev() {
+                backward.insert(k.clone(), v.clone());
+            }
+            let object: serde_json::Map<String, Value> = unique.clone().into_iter().collect();
+            prop_assert_eq!(bytes(&forward), bytes(&backward));
+            prop_assert_eq!(bytes(&forward), bytes(&unique));
+            prop_assert_eq!(bytes(&forward), bytes(&object));
+            prop_assert_eq!(keys(&forward), keys(&backward));
+        }
+
+        #[test]
+        fn json_values_share_a_key_exactly_when_they_are_equal(a in json(), b in json()) {
+            // `Value`'s `==` is the one keys follow: numbers compare by kind and value,
+            // and `-0.0 == 0.0`. (A `Value` holds no NaN.)
+            prop_assert_eq!(a == b, bytes(&a) == bytes(&b), "{:?} vs {:?}", a, b);
+            prop_assert_eq!(a == b, keys(&a) == keys(&b));
+        }
     }
 }

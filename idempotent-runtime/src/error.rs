@@ -48,8 +48,10 @@ pub enum Error {
         /// The function's key namespace.
         namespace: String,
     },
-    /// The client-supplied key (`key = ..`) is empty or longer than
-    /// [`MAX_CLIENT_KEY_LEN`](crate::MAX_CLIENT_KEY_LEN) bytes; the body did not run.
+    /// The client-supplied key (`key = ..`) is empty, longer than
+    /// [`MAX_CLIENT_KEY_LEN`](crate::MAX_CLIENT_KEY_LEN) bytes, or holds a control
+    /// character ([`validate_client_key`](crate::validate_client_key)); the body did not
+    /// run.
     InvalidKey(InvalidKey),
     /// This attempt's claim was taken over by another attempt after its lease lapsed (for
     /// example the process was paused for longer than the lease). The body ran, but its
@@ -113,11 +115,19 @@ impl From<StoreError> for Error {
 
 /// Why a client-supplied idempotency key was refused.
 ///
+/// Every key that is not refused is valid and compared byte for byte, with no trimming
+/// or Unicode normalization ([`validate_client_key`](crate::validate_client_key) says
+/// why).
+///
 /// ```
 /// use idempotent_runtime::{InvalidKey, validate_client_key};
 ///
 /// assert_eq!(validate_client_key(""), Err(InvalidKey::Empty));
 /// assert_eq!(validate_client_key(&"x".repeat(256)), Err(InvalidKey::TooLong { len: 256 }));
+/// assert_eq!(
+///     validate_client_key("order\t7f3a"),
+///     Err(InvalidKey::ControlCharacter { at: 5, character: '\t' })
+/// );
 /// assert_eq!(validate_client_key("order-7f3a"), Ok(()));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +140,15 @@ pub enum InvalidKey {
         /// The key's length in bytes.
         len: usize,
     },
+    /// The key holds a control character (Unicode category `Cc`, tab and newline
+    /// included): no client sends one in a well-formed header, and a log line would break
+    /// on it.
+    ControlCharacter {
+        /// The character's offset in the key, in bytes.
+        at: usize,
+        /// The character.
+        character: char,
+    },
 }
 
 impl fmt::Display for InvalidKey {
@@ -140,6 +159,11 @@ impl fmt::Display for InvalidKey {
                 f,
                 "the key is {len} bytes long; at most {} are allowed",
                 crate::MAX_CLIENT_KEY_LEN
+            ),
+            // Escaped, so that the message itself stays on one line.
+            InvalidKey::ControlCharacter { at, character } => write!(
+                f,
+                "the key holds the control character {character:?} at byte {at}; keys are printable text"
             ),
         }
     }

@@ -321,6 +321,21 @@ impl Derivation {
         self.key.arg(name, value);
     }
 
+    /// Adds the concrete type of an `impl Trait` parameter's argument to the key, before
+    /// the argument ([`key_arg`](Self::key_arg)).
+    pub fn key_arg_type(&mut self, name: &str, type_name: &str) {
+        self.key.arg_type(name, type_name);
+    }
+
+    /// Adds the concrete type of an `impl Trait` parameter's argument to the payload
+    /// fingerprint, before the argument ([`payload_arg`](Self::payload_arg)): a client
+    /// key reused with another type is a payload mismatch, not a new record.
+    pub fn payload_arg_type(&mut self, name: &str, type_name: &str) {
+        if let Some(fingerprint) = &mut self.fingerprint {
+            fingerprint.arg_type(name, type_name);
+        }
+    }
+
     /// Adds a parameter to the payload fingerprint.
     pub fn payload_arg<T: KeyArg + ?Sized>(&mut self, name: &str, value: &T) {
         if let Some(fingerprint) = &mut self.fingerprint {

@@ -17,11 +17,27 @@
 //!    `scope(..)` parameter in ascending order of the names, then tag `k` and `str` of the
 //!    key.
 //!
+//! A parameter whose declared type holds an `impl Trait` (`impl Serialize`,
+//! `&impl Serialize`, `Vec<impl Serialize>`) is preceded by tag `t`, `str` of its name and
+//! `str` of the concrete type name of the argument ([`KeyHasher::arg_type`]): the caller
+//! picks that type, and two types (a `Charge` and a `Refund` with the same fields) may
+//! serialize alike. Parameters with a declared type carry no type name; their type is
+//! fixed by the function, or by a generic argument (part 1).
+//!
 //! The namespace key is computed once per function, so a call hashes only its arguments:
 //! one BLAKE3 block for a typical handler.
 //!
 //! A [`Fingerprint`] is the same construction with `idempotency/fingerprint/v1` over the
-//! remaining parameters; it is only used with client-supplied keys.
+//! remaining parameters (the generic arguments' type names first, and the `t` element of
+//! an `impl Trait` parameter before its `a` element); it is only used with client-supplied
+//! keys, so that a client key reused with an argument of another type is refused as a
+//! payload mismatch.
+//!
+//! Type names are those of [`core::any::type_name`], which the Rust project may change
+//! between compiler releases: the keys of generic functions and of `impl Trait` arguments
+//! are stable across processes and machines built by the same compiler, but a compiler
+//! upgrade may orphan their records (they then run once more, after which the new keys
+//! replay). Give such a parameter a declared type where that matters.
 //!
 //! ## Values
 //!
@@ -36,7 +52,7 @@
 //! | integer `0 ..= u64::MAX`, whatever its Rust type | `u`, the value as a varint |
 //! | integer `v` in `i64::MIN ..= -1` | `i`, `-(v + 1)` as a varint |
 //! | larger `u128` / smaller `i128` | `U` / `I`, 16 bytes little-endian |
-//! | `f32`, `f64` | `f`, the `f64` bits little-endian (an `f32` is widened first; every NaN is `0x7ff8_0000_0000_0000`) |
+//! | `f32`, `f64` | `f`, the `f64` bits little-endian (an `f32` is widened first; `-0.0` is written as `0.0`; every NaN is `0x7ff8_0000_0000_0000`) |
 //! | `char`, string | `s`, byte length as a varint, UTF-8 bytes |
 //! | byte string | `b`, byte length as a varint, bytes |
 //! | `None` / `Some(v)` | `N` / `S` then `v` |
@@ -47,6 +63,10 @@
 //! | map | `{`, entry count as a varint, each entry's 16-byte digest in ascending byte order, `}` |
 //! | unit variant | `e`, the variant name as a string |
 //! | newtype, tuple or struct variant | `v`, the variant name as a string, then the payload as above |
+//!
+//! Floats follow `==`, so that arguments that compare equal share a key: `0.0` and `-0.0`
+//! are one value. NaN, which equals nothing, is the one exception: every NaN is one value,
+//! so that a call with a NaN argument replays like any other.
 //!
 //! A varint is unsigned LEB128: seven bits a byte, low bits first, the top bit set on every
 //! byte but the last (so 300 is `ac 02`).
@@ -143,16 +163,44 @@ impl Fingerprint {
     pub const NONE: Fingerprint = Fingerprint([0; 16]);
 }
 
-/// Checks a client-supplied key: non-empty and at most [`MAX_CLIENT_KEY_LEN`] bytes.
+/// Checks a client-supplied key: non-empty, at most [`MAX_CLIENT_KEY_LEN`] bytes, and
+/// free of control characters.
+///
+/// A valid key is an opaque string, as the IETF `Idempotency-Key` draft treats it: two
+/// keys are the same key only if their bytes are equal. Nothing is trimmed, folded or
+/// normalized, so `"k-1"`, `" k-1"`, `"K-1"`, and `"é"` written precomposed (NFC) or
+/// decomposed (NFD) are five different keys. A client resends the key it generated,
+/// byte for byte; a server that wants looser matching normalizes before the call, once,
+/// in the way it chooses.
+///
+/// Control characters (Unicode category `Cc`: `U+0000..=U+001F`, `U+007F..=U+009F`,
+/// tab included) are refused rather than compared: no HTTP header can carry most of them,
+/// so such a key is a client or parsing error, and one kept would end up in logs and error
+/// messages, where a newline forges a line.
+///
+/// ```
+/// use idempotent_runtime::{validate_client_key, InvalidKey};
+///
+/// assert_eq!(validate_client_key(" order-7f3a "), Ok(())); // spaces are part of the key
+/// assert_eq!(validate_client_key("ordre-\u{e9}"), Ok(()));
+/// assert_eq!(
+///     validate_client_key("order\n7f3a"),
+///     Err(InvalidKey::ControlCharacter { at: 5, character: '\n' })
+/// );
+/// ```
 ///
 /// # Errors
 ///
-/// [`InvalidKey::Empty`] or [`InvalidKey::TooLong`].
+/// [`InvalidKey::Empty`], [`InvalidKey::TooLong`] or [`InvalidKey::ControlCharacter`].
 pub fn validate_client_key(key: &str) -> Result<(), InvalidKey> {
     match key.len() {
-        0 => Err(InvalidKey::Empty),
-        len if len > MAX_CLIENT_KEY_LEN => Err(InvalidKey::TooLong { len }),
-        _ => Ok(()),
+        0 => return Err(InvalidKey::Empty),
+        len if len > MAX_CLIENT_KEY_LEN => return Err(InvalidKey::TooLong { len }),
+        _ => {}
+    }
+    match key.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, character)) => Err(InvalidKey::ControlCharacter { at, character }),
+        None => Ok(()),
     }
 }
 
@@ -320,6 +368,44 @@ impl KeyHasher {
         self
     }
 
+    /// Adds the concrete type of the argument of parameter `name`, before that argument
+    /// ([`arg`](Self::arg)): the attribute does it for every parameter whose declared
+    /// type holds an `impl Trait`, since two types may serialize alike.
+    ///
+    /// ```
+    /// use idempotent_runtime::KeyHasher;
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct Charge { cents: u64 }
+    /// #[derive(serde::Serialize)]
+    /// struct Refund { cents: u64 }
+    ///
+    /// let key = |type_name: &str| {
+    ///     let mut hasher = KeyHasher::new("payments.apply");
+    ///     hasher.arg_type("item", type_name).arg("item", &Charge { cents: 500 });
+    ///     hasher.finish().unwrap()
+    /// };
+    /// let charge = key(std::any::type_name_of_val(&Charge { cents: 500 }));
+    /// let refund = key(std::any::type_name_of_val(&Refund { cents: 500 }));
+    /// assert_ne!(charge, refund);
+    /// ```
+    ///
+    /// A process-local hasher ([`KeyHasher::local`]) leaves `name` out, as in `arg`.
+    pub fn arg_type(&mut self, name: &str, type_name: &str) -> &mut Self {
+        match &mut self.hashing {
+            Hashing::Stable(sink) => {
+                sink.put_byte(b't');
+                put_str(sink, name);
+                put_str(sink, type_name);
+            }
+            Hashing::Local(sink) => {
+                sink.put_byte(b't');
+                put_str(sink, type_name);
+            }
+        }
+        self
+    }
+
     /// Adds the parameter `name` with `value`.
     ///
     /// A process-local hasher ([`KeyHasher::local`]) leaves `name` out: its namespace key
@@ -342,11 +428,13 @@ impl KeyHasher {
         self
     }
 
-    /// Adds a client-supplied idempotency key.
+    /// Adds a client-supplied idempotency key, compared byte for byte
+    /// ([`validate_client_key`]).
     ///
     /// # Errors
     ///
-    /// The key is empty or longer than [`MAX_CLIENT_KEY_LEN`] bytes.
+    /// The key is empty, longer than [`MAX_CLIENT_KEY_LEN`] bytes, or holds a control
+    /// character.
     pub fn client_key(&mut self, key: &str) -> Result<&mut Self, InvalidKey> {
         validate_client_key(key)?;
         match &mut self.hashing {
