@@ -83,14 +83,20 @@ pub(crate) fn unreplayable(reason: &str) -> Vec<u8> {
     out
 }
 
-/// Writes into the buffer, and fails once the budget is spent. The clock is read every 16
-/// writes, first at the 16th: a small result takes fewer, so it reads no clock at all.
+/// Writes into the buffer, and fails once the budget is spent, or at a write of a megabyte
+/// or more: such a result is large, and the scan that came before that one write (a long
+/// string, checked for escapes) may itself have taken the whole budget unseen. The clock
+/// is read every 16 writes, first at the 16th: a small result takes fewer writes, so it
+/// reads no clock at all.
 struct Timed<'a> {
     out: &'a mut Vec<u8>,
     writes: u32,
     budget: Option<Duration>,
     deadline: Option<Instant>,
 }
+
+/// A write at least this long marks a large result.
+const LARGE_WRITE: usize = 1 << 20;
 
 impl io::Write for Timed<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -101,7 +107,10 @@ impl io::Write for Timed<'_> {
     #[inline]
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.writes = self.writes.wrapping_add(1);
-        if self.writes % 16 == 0 {
+        if self.budget.is_some() && buf.len() >= LARGE_WRITE {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "a large result"));
+        }
+        if self.writes.is_multiple_of(16) {
             if let Some(budget) = self.budget {
                 let now = Instant::now();
                 match self.deadline {

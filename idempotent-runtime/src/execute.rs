@@ -585,8 +585,9 @@ where
 }
 
 /// Encodes a result while its claim stays renewed. The task that encodes cannot renew
-/// meanwhile, so an encoding that runs past a quarter of the lease (a huge result, a slow
-/// `Serialize`) starts again beside a thread of its own that renews the claim.
+/// meanwhile, so an encoding that runs past a quarter of the lease (a slow `Serialize`) or
+/// writes a megabyte at once (a large result) starts again beside a thread of its own that
+/// renews the claim.
 fn encode_renewing<S, T>(store: &S, claim: &Claim, value: &T) -> (Vec<u8>, Option<CodecDetail>)
 where
     S: Store + ?Sized,
@@ -616,7 +617,8 @@ fn keep_renewing<S: Store + ?Sized>(store: &S, claim: &Claim, stop: &Stop) {
     };
     let interval = (claim.lease() / 3).max(Duration::from_millis(1));
     loop {
-        let renewed = runtime.block_on(tokio::time::timeout(interval, store.renew(claim)));
+        let renewed =
+            runtime.block_on(async { tokio::time::timeout(interval, store.renew(claim)).await });
         if matches!(renewed, Ok(Err(err)) if err.is_lease_lost()) || stop.wait(interval) {
             return;
         }

@@ -699,8 +699,6 @@ impl RedisStore {
         conn
     }
 
-    /// How long sending and storing `size` bytes may take, at a pessimistic 16 MiB a second.
-
     /// The record of a claim, as stored while it is held: what fenced steps compare.
     fn claimed_record(claim: &Claim) -> Vec<u8> {
         claimed_record(claim.token(), claim.fingerprint())

@@ -165,7 +165,7 @@ pub(crate) async fn inspect(
         .split('.')
         .next()
         .and_then(|major| major.parse::<u32>().ok());
-    if !major.is_some_and(|major| major >= 7) {
+    if major.is_none_or(|major| major < 7) {
         return Err(Refusal::Version(version.to_owned()));
     }
     // `CONFIG` is often disabled on managed services: then what it would say is unknown.
