@@ -14,7 +14,8 @@
 //!    - **Completed**: the stored result is decoded and returned (a replay).
 //!    - **In progress**: the call waits to be notified of the holder's completion or
 //!      release, at most the function's `wait`, then looks again.
-//!    - **Claimed**: the body runs, renewing the claim's lease at a third of its length.
+//!    - **Claimed**: the body runs, renewing the claim's lease at a third of its length,
+//!      until its result is encoded and written.
 //!      `Ok` is encoded and stored with [`Store::complete`]; `Err` is returned and
 //!      [`Store::release`] frees the key at once; a panic or cancellation calls
 //!      [`Store::abandon`].

@@ -22,11 +22,21 @@ use std::time::Duration;
 /// - [`renew`](Store::renew), [`complete`](Store::complete) and [`release`](Store::release)
 ///   act only if the claim's token is still the current one: this is the fencing that
 ///   stops an attempt which lost its lease from overwriting the attempt that took over.
-///   `renew` and `complete` answer [`StoreError::lease_lost`] otherwise; `release` does
-///   nothing.
+///   `renew` and `complete` answer [`StoreError::lease_lost`] if another claim or a
+///   completed record holds the key; `release` does nothing then.
+/// - An absent record is not a rival: if the claim's record vanished (a restart without
+///   persistence, an eviction, a lapsed lease nobody took over), `renew` claims it again
+///   for the same token and `complete` stores the result, since no other attempt holds the
+///   key. Dropping the result would make the next retry run the body a second time.
+/// - `complete` refuses a value over the store's size limit with
+///   [`StoreError::too_large`], storing nothing; the caller then completes the claim with
+///   a short record that says so.
 /// - A completed record is returned by `begin` until its TTL runs out, byte for byte.
 /// - [`Begin::InProgress`] carries a [`Notification`](crate::Notification) that resolves
-///   when the record may have changed, so that waiters are woken rather than polling.
+///   when the record may have changed, so that waiters are woken rather than polling. A
+///   completion wakes every waiter; a release wakes at least one, and may hand the key to
+///   one waiter at a time (whose own claim then carries the turn on), so that a failing
+///   body does not make every waiter race for the key after each attempt.
 /// - [`abandon`](Store::abandon) is called from `Drop` when an attempt is cancelled or
 ///   panics: it must not block, and should release the claim promptly (a store that does
 ///   I/O spawns the release); the lease is only the backstop.
@@ -76,11 +86,12 @@ pub trait Store: Send + Sync {
     /// Atomically reads the record of `request.key`, claiming it if it is vacant.
     fn begin(&self, request: &Request) -> impl Future<Output = Result<Begin, StoreError>> + Send;
 
-    /// Extends the claim's lease by its full length, from now.
+    /// Extends the claim's lease by its full length, from now; claims the record again if
+    /// it vanished.
     fn renew(&self, claim: &Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Replaces the claim with the completed record `value`, kept for `ttl`, and wakes the
-    /// waiters.
+    /// Replaces the claim (or its vanished record) with the completed record `value`,
+    /// kept for `ttl`, and wakes the waiters.
     fn complete(
         &self,
         claim: &Claim,
@@ -88,8 +99,8 @@ pub trait Store: Send + Sync {
         ttl: Duration,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Deletes the claim (the attempt failed) and wakes the waiters, so that the next
-    /// caller runs the body at once.
+    /// Deletes the claim (the attempt failed) and wakes a waiter, so that the next caller
+    /// runs the body at once.
     fn release(&self, claim: &Claim) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Releases the claim of an attempt that was cancelled or panicked, without blocking.
