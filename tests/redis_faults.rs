@@ -447,3 +447,63 @@ async fn a_release_hands_the_key_to_one_waiter_not_all() {
         "a waiter waited for a lease: {elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_killed_mid_body_fails_over_and_keeps_the_holders_result() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
+    static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
+    #[idempotent(name = "faults.failover", store = node, skip(node), lease = "10s", wait = "30s")]
+    async fn charge(node: &RedisStore, order: u64) -> Result<String, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        STARTED.open();
+        GATE.wait().await;
+        Ok(format!("charged order {order}"))
+    }
+    let mut cluster = support::RedisCluster::start_replicated();
+    let urls = cluster.urls();
+    let cluster_store = || async {
+        RedisStore::cluster_builder(urls.clone())
+            .prefix("failover")
+            .response_timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .unwrap()
+    };
+    let holder_node = cluster_store().await;
+    let holder = tokio::spawn(async move { charge(&holder_node, 9).await });
+    STARTED.wait().await;
+    // The master that holds the claim dies; its replica takes over.
+    let master = cluster
+        .nodes
+        .iter()
+        .position(|node| {
+            node.cli(&["INFO", "replication"]).contains("role:master")
+                && !records(node, "failover").is_empty()
+        })
+        .expect("a master holds the claim");
+    let port = cluster.nodes[master].port();
+    let replica = cluster
+        .nodes
+        .iter()
+        .position(|node| {
+            node.cli(&["INFO", "replication"])
+                .contains(&format!("master_port:{port}"))
+        })
+        .expect("the master has a replica");
+    cluster.nodes[master].kill();
+    until("the failover", Duration::from_secs(15), || {
+        cluster.nodes[replica]
+            .cli(&["INFO", "replication"])
+            .contains("role:master")
+    })
+    .await;
+    tokio::task::block_in_place(|| cluster.until_ok(Duration::from_secs(15)));
+    GATE.open();
+    assert_eq!(holder.await.unwrap().unwrap(), "charged order 9");
+    // Every node, old and new, replays it now.
+    let other = cluster_store().await;
+    assert_eq!(charge(&other, 9).await.unwrap(), "charged order 9");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the body ran once");
+    assert_eq!(records(&cluster.nodes[replica], "failover").len(), 1);
+}

@@ -444,17 +444,26 @@ impl RedisStoreBuilder {
                 servers.push(server::inspect(&mut handle, &url).await.map_err(refused)?);
             }
             Connection::Cluster(_) => {
+                // Every seed node that answers is checked; one that is down (a failed
+                // master, a node being replaced) is no reason to refuse the cluster.
                 for url in nodes_of(&self.target) {
                     let client = redis::Client::open(url.as_str()).map_err(backend)?;
-                    let mut node = client
-                        .get_multiplexed_async_connection_with_config(
-                            &AsyncConnectionConfig::new()
-                                .set_connection_timeout(Some(self.connect_timeout))
-                                .set_response_timeout(Some(self.response_timeout)),
-                        )
+                    let config = AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(self.connect_timeout))
+                        .set_response_timeout(Some(self.response_timeout));
+                    match client
+                        .get_multiplexed_async_connection_with_config(&config)
                         .await
-                        .map_err(backend)?;
-                    servers.push(server::inspect(&mut node, &url).await.map_err(refused)?);
+                    {
+                        Ok(mut node) => {
+                            servers.push(server::inspect(&mut node, &url).await.map_err(refused)?);
+                        }
+                        Err(err) if broke(&err) => {}
+                        Err(err) => return Err(backend(err)),
+                    }
+                }
+                if servers.is_empty() {
+                    return Err(backend("no node of the Redis Cluster answered"));
                 }
             }
         }
@@ -466,14 +475,24 @@ impl RedisStoreBuilder {
                 return Err(refused(Refusal::MemoryOnly));
             }
         }
-        let url = nodes_of(&self.target)
-            .first()
-            .cloned()
-            .ok_or_else(|| backend("no Redis node given"))?;
-        let pubsub = subscribe(&url, channel)
-            .await
-            .map_err(|err| refused(Refusal::Command("subscribe to the store's channel", err)))?;
-        Ok((conn, servers, pubsub))
+        // The first node that answers listens; every node hears every notice.
+        let mut last = None;
+        for server in &servers {
+            match subscribe(&server.address, channel).await {
+                Ok(pubsub) => return Ok((conn, servers, pubsub)),
+                Err(err) if broke(&err) => last = Some(err),
+                Err(err) => {
+                    return Err(refused(Refusal::Command(
+                        "subscribe to the store's channel",
+                        err,
+                    )))
+                }
+            }
+        }
+        Err(match last {
+            Some(err) => backend(err),
+            None => backend("no Redis node to listen on"),
+        })
     }
 }
 

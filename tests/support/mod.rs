@@ -267,9 +267,20 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Three masters.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::launch(free_port(), true, &[]))
+        Self::create(3, 0, &[])
+    }
+
+    /// Three masters with a replica each, which takes over within about a second of its
+    /// master's death.
+    pub fn start_replicated() -> Self {
+        Self::create(6, 1, &["--cluster-node-timeout", "1000"])
+    }
+
+    fn create(size: usize, replicas: usize, config: &[&str]) -> Self {
+        let nodes: Vec<RedisServer> = (0..size)
+            .map(|_| RedisServer::launch(free_port(), true, config))
             .collect();
         let addresses: Vec<String> = nodes
             .iter()
@@ -278,7 +289,7 @@ impl RedisCluster {
         let output = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("run redis-cli --cluster create");
         assert!(
@@ -287,6 +298,17 @@ impl RedisCluster {
             String::from_utf8_lossy(&output.stdout)
         );
         let cluster = RedisCluster { nodes };
+        // A replica that has not synced yet cannot take over: wait for every link.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while replicas > 0
+            && !cluster.nodes.iter().all(|n| {
+                let info = n.cli(&["INFO", "replication"]);
+                info.contains("role:master") || info.contains("master_link_status:up")
+            })
+        {
+            assert!(Instant::now() < deadline, "the replicas did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // The nodes agree on the slots over their cluster bus; nothing signals the end of
         // that but the state itself.
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -306,5 +328,22 @@ impl RedisCluster {
 
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Blocks until the nodes still running agree that every slot is served again.
+    pub fn until_ok(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not recover within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
