@@ -507,3 +507,32 @@ async fn a_master_killed_mid_body_fails_over_and_keeps_the_holders_result() {
     assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the body ran once");
     assert_eq!(records(&cluster.nodes[replica], "failover").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_that_meets_a_cut_connection_is_sent_again_on_a_fresh_one() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
+    static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
+    #[idempotent(name = "faults.cut", store = node, skip(node), lease = "1500ms", wait = "5s")]
+    async fn charge(node: &RedisStore, order: u64) -> Result<String, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        STARTED.open();
+        GATE.wait().await;
+        Ok(format!("charged order {order}"))
+    }
+    let server = RedisServer::start();
+    let proxy = Proxy::start(server.port());
+    let node = connect(&proxy.url(), "cut").await;
+    let holder = tokio::spawn({
+        let node = node.clone();
+        async move { charge(&node, 3).await }
+    });
+    STARTED.wait().await;
+    // A middlebox resets every connection, before the first renewal notices.
+    proxy.cut();
+    GATE.open();
+    assert_eq!(holder.await.unwrap().unwrap(), "charged order 3");
+    // The result was stored: the retry replays it, rather than wait out the lease and run.
+    assert_eq!(charge(&node, 3).await.unwrap(), "charged order 3");
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the body ran once");
+}
