@@ -526,16 +526,14 @@ where
     let claim = guard.claim().clone();
     // The lease covers the body, the encoding of its result and the completion write: a
     // claim that lapsed before its record was written would let a duplicate run the body.
-    let step = with_renewal(store, &claim, async {
-        match body.await.into_ok() {
-            Ok(value) => {
-                let completed = complete(store, &claim, &value, options.ttl).await;
-                Ok((value, completed))
-            }
-            Err(failure) => Err(failure),
+    let step = match with_renewal(store, &claim, body).await.into_ok() {
+        Ok(value) => {
+            let completed =
+                with_renewal(store, &claim, complete(store, &claim, &value, options.ttl)).await;
+            Ok((value, completed))
         }
-    })
-    .await;
+        Err(failure) => Err(failure),
+    };
     match step {
         Ok((value, completed)) => {
             guard.disarm();

@@ -23,6 +23,7 @@
 //! The [`key`] module specifies how keys are derived, byte for byte.
 #![warn(missing_docs)]
 
+mod clock;
 mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;

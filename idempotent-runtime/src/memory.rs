@@ -1,5 +1,6 @@
 //! [`MemoryStore`]: the embedded store, for applications that run in one process.
 
+use crate::clock;
 use crate::error::StoreError;
 use crate::key::{Fingerprint, Key};
 use crate::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
@@ -237,36 +238,6 @@ impl Hasher for KeyBits {
         }
     }
     fn write_usize(&mut self, _len: usize) {}
-}
-
-/// The store's clock: monotonic, and read on every call, so the cheapest one will do.
-/// TTLs and leases are seconds long; a few milliseconds of resolution cost nothing.
-mod clock {
-    /// Nanoseconds on the monotonic clock, to within a scheduler tick (1 to 4 ms): Linux's
-    /// `CLOCK_MONOTONIC_COARSE` takes 4 ns to read where the precise clock takes 25.
-    #[cfg(target_os = "linux")]
-    pub(super) fn now() -> u64 {
-        let mut now = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `now` is a valid, writable timespec, and CLOCK_MONOTONIC_COARSE exists on
-        // every Linux since 2.6.32, so the call only writes `now`.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &raw mut now) };
-        let (secs, nanos) = (
-            u64::try_from(now.tv_sec).unwrap_or(0),
-            u64::try_from(now.tv_nsec).unwrap_or(0),
-        );
-        secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-    }
-
-    /// Nanoseconds since the first call, on the monotonic clock.
-    #[cfg(not(target_os = "linux"))]
-    pub(super) fn now() -> u64 {
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let start = *START.get_or_init(std::time::Instant::now);
-        u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
 }
 
 const SHARDS: usize = 64;
