@@ -118,10 +118,10 @@ pub use idempotent_macros::idempotent;
 
 #[doc(inline)]
 pub use idempotent_runtime::{
-    default_store, key, record, set_default_store, validate_client_key, Begin, Claim, CodecError,
-    Completed, Decoded, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key, KeyError,
-    KeyHasher, MemoryStore, MemoryStoreBuilder, NamespaceKey, Notification, Outcome, Request,
-    Store, StoreError, Token, MAX_CLIENT_KEY_LEN,
+    default_store, key, record, set_default_store, validate_client_key, Begin, Binary, Claim,
+    CodecError, Completed, Decoded, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key,
+    KeyError, KeyHasher, MemoryStore, MemoryStoreBuilder, NamespaceKey, Notification, Outcome,
+    Request, Store, StoreError, Token, MAX_CLIENT_KEY_LEN,
 };
 
 #[cfg(feature = "conformance")]

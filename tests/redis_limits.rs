@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use common::{AppError, Gate, Probe};
-use idempotency::{idempotent, Error, KeyHasher, Persistence, RedisStore};
+use idempotency::{idempotent, Binary, Error, KeyHasher, Persistence, RedisStore};
 use serde::{Deserialize, Serialize, Serializer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
@@ -364,4 +364,57 @@ async fn records_written_by_anyone_else_are_errors_never_panics() {
     assert!(outcomes[1] > 0 && outcomes[2] > 0, "{outcomes:?}");
     assert_eq!(outcomes.iter().sum::<usize>(), 400);
     assert!(outcomes[1] > 0, "{outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_result_takes_a_third_of_the_room_of_a_vec_and_reads_its_records() {
+    const LEN: usize = 1 << 20;
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    fn bytes() -> Vec<u8> {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        (0..LEN)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect()
+    }
+    #[idempotent(name = "limits.pdf.vec", store = node, skip(node))]
+    async fn as_vec(node: &RedisStore, id: u64) -> Result<Vec<u8>, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(bytes())
+    }
+    #[idempotent(name = "limits.pdf.binary", store = node, skip(node))]
+    async fn as_binary(node: &RedisStore, id: u64) -> Result<Binary, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(Binary(bytes()))
+    }
+    // The same function after a deploy that moved it from `Vec<u8>` to `Binary`.
+    #[idempotent(name = "limits.pdf.vec", store = node, skip(node))]
+    async fn moved_to_binary(node: &RedisStore, id: u64) -> Result<Binary, AppError> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(Binary::default())
+    }
+    let server = RedisServer::start();
+    let node = connect(&server.url(), "binary").await;
+    assert_eq!(as_vec(&node, 1).await.unwrap(), bytes());
+    assert_eq!(as_binary(&node, 1).await.unwrap().0, bytes());
+    let stored = |namespace: &str| -> usize {
+        let mut hasher = KeyHasher::new(namespace);
+        hasher.arg("id", &1u64);
+        let name = node.record_key(namespace, &hasher.finish().unwrap());
+        server.cli(&["STRLEN", &name]).trim().parse().unwrap()
+    };
+    let (vec_len, binary_len) = (stored("limits.pdf.vec"), stored("limits.pdf.binary"));
+    assert!(
+        binary_len <= LEN * 4 / 3 + 64,
+        "{binary_len} bytes stored for {LEN}"
+    );
+    assert!(vec_len > LEN * 3, "{vec_len} bytes stored for {LEN}");
+    // Replays, and the old record read by the new return type.
+    assert_eq!(as_binary(&node, 1).await.unwrap().0, bytes());
+    assert_eq!(moved_to_binary(&node, 1).await.unwrap().0, bytes());
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }

@@ -127,9 +127,15 @@ mod tests {
         let as_binary = serde_json::to_vec(&Binary(bytes.clone())).unwrap();
         assert_eq!(as_binary.len(), 40_002);
         assert!(as_vec.len() > 3 * as_binary.len() / 2, "{}", as_vec.len());
-        assert_eq!(serde_json::from_slice::<Binary>(&as_binary).unwrap().0, bytes);
+        assert_eq!(
+            serde_json::from_slice::<Binary>(&as_binary).unwrap().0,
+            bytes
+        );
         assert_eq!(serde_json::from_slice::<Binary>(&as_vec).unwrap().0, bytes);
-        assert_eq!(serde_json::from_str::<Binary>("\"\"").unwrap(), Binary::default());
+        assert_eq!(
+            serde_json::from_str::<Binary>("\"\"").unwrap(),
+            Binary::default()
+        );
     }
 
     #[test]

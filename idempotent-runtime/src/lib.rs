@@ -23,6 +23,7 @@
 //! The [`key`] module specifies how keys are derived, byte for byte.
 #![warn(missing_docs)]
 
+mod binary;
 mod clock;
 mod codec;
 #[cfg(feature = "conformance")]
@@ -40,6 +41,7 @@ mod redis_store;
 mod siphash;
 mod store;
 
+pub use binary::Binary;
 pub use error::{CodecError, Error, InvalidKey, StoreError};
 pub use key::{
     validate_client_key, Fingerprint, Key, KeyError, KeyHasher, NamespaceKey, MAX_CLIENT_KEY_LEN,
