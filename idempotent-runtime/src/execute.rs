@@ -596,9 +596,13 @@ where
     }
     let stop = Stop::default();
     std::thread::scope(|scope| {
-        scope.spawn(|| keep_renewing(store, claim, &stop));
+        // A machine out of threads encodes unrenewed, as before: still no panic.
+        let renewing = std::thread::Builder::new()
+            .name("idempotency-renew".into())
+            .spawn_scoped(scope, || keep_renewing(store, claim, &stop));
         let encoded = codec::encode(value);
         stop.set();
+        drop(renewing);
         encoded
     })
 }
