@@ -161,11 +161,7 @@ pub(crate) async fn inspect(
         .filter_map(|line| line.trim_end().split_once(':'))
         .collect();
     let version = fields.get("redis_version").copied().unwrap_or("unknown");
-    let major = version
-        .split('.')
-        .next()
-        .and_then(|major| major.parse::<u32>().ok());
-    if major.is_none_or(|major| major < 7) {
+    if !supported(version) {
         return Err(Refusal::Version(version.to_owned()));
     }
     // `CONFIG` is often disabled on managed services: then what it would say is unknown.
@@ -198,6 +194,15 @@ pub(crate) async fn inspect(
     })
 }
 
+/// Whether a `redis_version` has `SET .. NX GET`: 7.0 or later.
+fn supported(version: &str) -> bool {
+    version
+        .split('.')
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 7)
+}
+
 /// The value of one `CONFIG GET`, or `None` if the server refuses or lacks it.
 async fn config_value(conn: &mut impl ConnectionLike, name: &str) -> Option<String> {
     let mut values: HashMap<String, String> = redis::cmd("CONFIG")
@@ -221,6 +226,16 @@ mod tests {
             persistence,
             replicas: 0,
             max_bulk_len: DEFAULT_MAX_BULK_LEN,
+        }
+    }
+
+    #[test]
+    fn redis_before_7_is_not_supported() {
+        for old in ["6.2.14", "5.0.7", "unknown", ""] {
+            assert!(!supported(old), "{old}");
+        }
+        for new in ["7.0.15", "7.2.4", "8.0.0", "10.1"] {
+            assert!(supported(new), "{new}");
         }
     }
 
