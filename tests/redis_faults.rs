@@ -34,23 +34,16 @@ fn records(server: &RedisServer, prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Loads the store's scripts into the server with one fresh call and one failed one, so that
-/// later scripts run at once instead of answering `NOSCRIPT` first (whose answer a test may
-/// be holding back).
-async fn warm_up_scripts(server: &RedisServer) {
-    let node = &connect(&server.url(), "warm-up").await;
-    #[idempotent(name = "faults.warm_up", store = node, skip(node), lease = "300ms")]
-    async fn warm_up(node: &RedisStore, ok: bool) -> Result<(), AppError> {
-        // Long enough for one renewal.
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        if ok {
-            Ok(())
-        } else {
-            Err(AppError::Body("warm-up"))
-        }
+/// Loads the store's scripts into the server, so that they run at once instead of
+/// answering `NOSCRIPT` first (an answer a test may be holding back).
+fn load_scripts(server: &RedisServer) {
+    for script in [
+        include_str!("../idempotent-runtime/src/redis/renew.lua"),
+        include_str!("../idempotent-runtime/src/redis/complete.lua"),
+        include_str!("../idempotent-runtime/src/redis/release.lua"),
+    ] {
+        server.cli(&["SCRIPT", "LOAD", script]);
     }
-    warm_up(node, true).await.unwrap();
-    assert!(warm_up(node, false).await.is_err());
 }
 
 /// Waits until `done` holds, looking every 10 ms: for states only the server can show.
@@ -247,7 +240,7 @@ async fn a_call_cancelled_while_completing_is_stored_and_replayed() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.port());
     let node = connect(&proxy.url(), "cancel-complete").await;
-    warm_up_scripts(&server).await;
+    load_scripts(&server);
     let call = tokio::spawn({
         let node = node.clone();
         async move { order(&node, 4).await }
@@ -288,7 +281,7 @@ async fn a_call_cancelled_while_renewing_frees_the_key() {
     let server = RedisServer::start();
     let proxy = Proxy::start(server.port());
     let node = connect(&proxy.url(), "cancel-renew").await;
-    warm_up_scripts(&server).await;
+    load_scripts(&server);
     let call = tokio::spawn({
         let node = node.clone();
         async move { order(&node, 2).await }

@@ -382,7 +382,7 @@ impl RedisStoreBuilder {
         let subscribe_to = channel.clone();
         let connecting = io.spawn(async move {
             let connect_timeout = setup.connect_timeout;
-            tokio::time::timeout(connect_timeout, setup.open(&subscribe_to))
+            tokio::time::timeout(connect_timeout, setup.open_checked(&subscribe_to))
                 .await
                 .map_err(|_| {
                     backend(format!(
@@ -430,7 +430,7 @@ impl RedisStoreBuilder {
     }
 
     /// Opens the connection, checks every server, and subscribes to `channel`.
-    async fn open(
+    async fn open_checked(
         &self,
         channel: &str,
     ) -> Result<(Connection, Vec<ServerInfo>, redis::aio::PubSub), Error> {
