@@ -26,10 +26,11 @@ use std::ops::{Deref, DerefMut};
 /// let again = create_order(7, 2).await.unwrap();
 /// assert!(!first.is_replayed());
 /// assert!(again.is_replayed());
-/// assert_eq!(*first, *again);
+/// // The same result: an `Outcome` compares and hashes by its value alone.
+/// assert_eq!(first, again);
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Outcome<T> {
     value: T,
     replayed: bool,
@@ -52,6 +53,22 @@ impl<T> Outcome<T> {
     /// The value.
     pub fn into_inner(self) -> T {
         self.value
+    }
+}
+
+/// By value only: a replay is the same result as the fresh one it replays.
+impl<T: PartialEq> PartialEq for Outcome<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.value == other.value
+    }
+}
+
+impl<T: Eq> Eq for Outcome<T> {}
+
+/// By value only, consistent with `PartialEq`.
+impl<T: std::hash::Hash> std::hash::Hash for Outcome<T> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.value.hash(state);
     }
 }
 
@@ -87,5 +104,21 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Outcome<T> {
             value,
             replayed: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn a_replay_equals_its_fresh_result_and_hashes_alike() {
+        let fresh = Outcome::fresh(42u64);
+        let replayed: Outcome<u64> = serde_json::from_str("42").unwrap();
+        assert!(replayed.is_replayed() && !fresh.is_replayed());
+        assert_eq!(fresh, replayed);
+        assert_ne!(fresh, Outcome::fresh(43));
+        assert_eq!(HashSet::from([fresh, replayed]).len(), 1);
     }
 }

@@ -781,9 +781,13 @@ const LARGE_CALL: usize = 64 * 1024;
 /// The bytes a completed record adds to its value: kind, version, fingerprint.
 const COMPLETED_HEADER: usize = 18;
 
-/// A fencing token no other claim has had: random, from the process's hasher keys, a
-/// clock and a counter.
+/// A fencing token no other claim has had: 64 bits from the operating system's CSPRNG, so
+/// that no two processes (restarted, forked, with the same clock) draw the same one. Should
+/// the OS refuse, the process's hasher keys, a clock and a counter stand in.
 fn fresh_token() -> Token {
+    if let Ok(token) = getrandom::u64() {
+        return Token(token);
+    }
     static STATE: LazyLock<RandomState> = LazyLock::new(RandomState::new);
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -1131,5 +1135,17 @@ impl RedisStore {
                 "the completion reached {acknowledged} of {replicas} replicas within {timeout:?}; a failover now could lose it"
             )))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_tokens_do_not_repeat() {
+        let tokens: std::collections::HashSet<Token> =
+            (0..100_000).map(|_| fresh_token()).collect();
+        assert_eq!(tokens.len(), 100_000);
     }
 }
