@@ -31,6 +31,8 @@ pub(crate) struct Attr {
     pub(crate) lease: Option<Duration>,
     pub(crate) key: Option<Ident>,
     pub(crate) scope: Option<Vec<Ident>>,
+    /// Where `scope` was written, to report it when it cannot apply.
+    pub(crate) scope_span: Option<Span>,
     pub(crate) skip: Option<Vec<Ident>>,
     pub(crate) name: Option<LitStr>,
     pub(crate) store: Option<Expr>,
@@ -109,6 +111,7 @@ impl Parse for Attr {
             } else if lookahead.peek(kw::scope) {
                 input.parse::<kw::scope>()?;
                 let value = idents(input)?;
+                attr.scope_span.get_or_insert(span);
                 set(&mut attr.scope, value, span, "scope", errors);
             } else if lookahead.peek(kw::skip) {
                 input.parse::<kw::skip>()?;

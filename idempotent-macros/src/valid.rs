@@ -109,6 +109,14 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
             );
         }
     }
+    if let (None, Some(span)) = (&attr.key, attr.scope_span) {
+        errors.push(syn::Error::new(
+            span,
+            "`scope(..)` partitions a client-supplied key, and this function has none: \
+             every parameter not skipped is already part of its key; add `key = <parameter>` \
+             or remove `scope(..)`",
+        ));
+    }
     for ident in attr.scope.iter().flatten() {
         if skip.contains(&name_of(ident)) {
             errors.spanned(
