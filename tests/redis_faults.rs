@@ -14,14 +14,9 @@ use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::RedisServer;
 
+/// A store with this file's timeouts.
 async fn connect(url: &str, prefix: &str) -> RedisStore {
-    RedisStore::builder(url)
-        .prefix(prefix)
-        .response_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .unwrap()
+    support::connect(url, prefix, Duration::from_millis(500)).await
 }
 
 /// The record names under `prefix`, flags and counters aside.

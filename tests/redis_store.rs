@@ -58,13 +58,7 @@ fn unique_prefix(test: &str) -> String {
 }
 
 async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::builder(server.url())
-        .prefix(prefix)
-        .response_timeout(Duration::from_millis(500))
-        .connect_timeout(Duration::from_millis(500))
-        .connect()
-        .await
-        .unwrap()
+    support::connect(&server.url(), prefix, Duration::from_millis(500)).await
 }
 
 /// A worker process: this test binary again, running only `redis_worker`.

@@ -436,13 +436,12 @@ impl RedisStoreBuilder {
         let refused = |refusal: Refusal| backend(refusal);
         let conn = open(&self.target, self.connect_timeout, self.response_timeout).await?;
         let mut servers = Vec::new();
-        match &conn {
-            Connection::Single(node) => {
+        match (&conn, &self.target) {
+            (Connection::Single(node), Target::Single(url)) => {
                 let mut handle = node.current.read().clone();
-                let url = nodes_of(&self.target).concat();
-                servers.push(server::inspect(&mut handle, &url).await.map_err(refused)?);
+                servers.push(server::inspect(&mut handle, url).await.map_err(refused)?);
             }
-            Connection::Cluster(_) => {
+            _ => {
                 // Every seed node that answers is checked; one that is down (a failed
                 // master, a node being replaced) is no reason to refuse the cluster.
                 for url in nodes_of(&self.target) {
@@ -703,16 +702,18 @@ impl RedisStore {
             for &arg in args {
                 eval.arg(arg);
             }
-            eval.query_async::<Value>(&mut self.conn_for(size)).await
+            eval.query_async::<Value>(&mut self.conn_with_more_time(transfer_time(size)))
+                .await
         }
     }
 
-    /// A handle whose response timeout allows for sending and storing `size` bytes. (A
-    /// cluster connection has one timeout for all.)
-    fn conn_for(&self, size: usize) -> Conn {
+    /// A handle whose response timeout is `extra` longer than the store's, for a step that
+    /// legitimately takes longer (a large transfer, a `WAIT`). A cluster connection has one
+    /// timeout for all, so its handle keeps it.
+    fn conn_with_more_time(&self, extra: Duration) -> Conn {
         let mut conn = self.conn();
         if let Conn::Single(single) = &mut conn {
-            single.set_response_timeout(self.inner.response_timeout + transfer_time(size));
+            single.set_response_timeout(self.inner.response_timeout + extra);
         }
         conn
     }
@@ -877,6 +878,14 @@ impl Unconfirmed<'_> {
     fn dismiss(mut self) {
         self.armed = false;
     }
+
+    /// Reads the answer to the claim. An answer that does not read is someone else's
+    /// record, not a claim granted: nothing to release then either.
+    fn read(&mut self, answer: &Value) -> Result<Found, StoreError> {
+        let found = RedisStore::found(answer);
+        self.armed &= found.is_ok();
+        found
+    }
 }
 
 impl Drop for Unconfirmed<'_> {
@@ -906,6 +915,21 @@ fn broke(err: &redis::RedisError) -> bool {
         || err.is_timeout()
 }
 
+/// A record held by another attempt, as a waiter sees it: `pttl` is what Redis said is left
+/// of the holder's lease (negative if it said nothing useful, then the full `lease`).
+fn in_flight(
+    fingerprint: Fingerprint,
+    pttl: i64,
+    lease: Duration,
+    registration: waiters::Registration,
+) -> InFlight {
+    InFlight {
+        fingerprint,
+        lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
+        changed: Waiters::notification(registration),
+    }
+}
+
 /// Whether a command failed because the server is out of memory (`noeviction` and full):
 /// writes fail, reads still work.
 fn out_of_memory(err: &redis::RedisError) -> bool {
@@ -919,7 +943,7 @@ impl Store for RedisStore {
         let claim = claimed_record(token, request.fingerprint);
         let record = self.record_key(request.namespace, &request.key);
         let mut conn = self.conn();
-        let unconfirmed = Unconfirmed {
+        let mut unconfirmed = Unconfirmed {
             store: self,
             claim: Claim::new(request, token, lease),
             armed: true,
@@ -935,7 +959,7 @@ impl Store for RedisStore {
             }
             Err(err) => return Err(self.failed(err)),
         };
-        match Self::found(&answer)? {
+        match unconfirmed.read(&answer)? {
             Found::Claimed => return Ok(Begin::Claimed(unconfirmed.confirm())),
             Found::Completed(completed) => {
                 unconfirmed.dismiss();
@@ -963,7 +987,7 @@ impl Store for RedisStore {
             }
             Err(err) => return Err(self.failed(err)),
         };
-        Ok(match Self::found(&answer)? {
+        Ok(match unconfirmed.read(&answer)? {
             Found::Claimed => Begin::Claimed(unconfirmed.confirm()),
             Found::Completed(completed) => {
                 unconfirmed.dismiss();
@@ -971,11 +995,7 @@ impl Store for RedisStore {
             }
             Found::InProgress(fingerprint) => {
                 unconfirmed.dismiss();
-                Begin::InProgress(InFlight {
-                    fingerprint,
-                    lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
-                    changed: Waiters::notification(registration),
-                })
+                Begin::InProgress(in_flight(fingerprint, pttl, lease, registration))
             }
         })
     }
@@ -1093,11 +1113,12 @@ impl RedisStore {
         match Self::found(&answer)? {
             Found::Claimed => Err(StoreError::backend(refused)),
             Found::Completed(completed) => Ok(Begin::Completed(completed)),
-            Found::InProgress(fingerprint) => Ok(Begin::InProgress(InFlight {
+            Found::InProgress(fingerprint) => Ok(Begin::InProgress(in_flight(
                 fingerprint,
-                lease_remaining: u64::try_from(pttl).map_or(lease, Duration::from_millis),
-                changed: Waiters::notification(registration),
-            })),
+                pttl,
+                lease,
+                registration,
+            ))),
         }
     }
 
@@ -1111,11 +1132,8 @@ impl RedisStore {
         wait.arg(replicas).arg(millis(timeout));
         let acknowledged: i64 = match &self.inner.conn {
             Connection::Single(_) => {
-                let mut conn = self.conn();
-                if let Conn::Single(single) = &mut conn {
-                    single.set_response_timeout(self.inner.response_timeout + timeout);
-                }
-                wait.query_async(&mut conn).await
+                wait.query_async(&mut self.conn_with_more_time(timeout))
+                    .await
             }
             Connection::Cluster(cluster) => {
                 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};

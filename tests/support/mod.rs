@@ -12,6 +12,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+/// A store on `url` under `prefix`, with short timeouts so that a fault shows within a test:
+/// 500 ms to connect, `response_timeout` for an answer.
+pub async fn connect(
+    url: &str,
+    prefix: &str,
+    response_timeout: Duration,
+) -> idempotency::RedisStore {
+    idempotency::RedisStore::builder(url)
+        .prefix(prefix)
+        .response_timeout(response_timeout)
+        .connect_timeout(Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// The `redis-server` binary, or a panic that says how to install it: tests never skip.
 pub fn redis_server_binary() -> PathBuf {
     which("redis-server").unwrap_or_else(|| {
