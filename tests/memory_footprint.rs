@@ -3,7 +3,9 @@
 //! its peak. A counting global allocator measures every byte this process holds, so the
 //! tests of this binary take turns.
 
-use idempotency::{Begin, Fingerprint, KeyHasher, MemoryStore, Request, Store};
+mod common;
+
+use idempotency::{Begin, MemoryStore, Request, Store};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,24 +45,11 @@ fn held() -> usize {
 }
 
 fn request(label: &str, i: u64) -> Request {
-    let mut key = KeyHasher::new("memory_footprint");
-    key.arg("label", label).arg("i", &i);
-    Request {
-        namespace: "memory_footprint",
-        key: key.finish().unwrap(),
-        fingerprint: Fingerprint::NONE,
-        lease: None,
-    }
+    common::request("memory_footprint", label, i)
 }
 
 async fn write(store: &MemoryStore, request: &Request, ttl: Duration) {
-    match store.begin(request).await.unwrap() {
-        Begin::Claimed(claim) => store
-            .complete(&claim, b"a 16-byte value.", ttl)
-            .await
-            .unwrap(),
-        other => panic!("a fresh key must be claimed, got {other:?}"),
-    }
+    common::write(store, request, b"a 16-byte value.", ttl).await;
 }
 
 /// Writes `BURST` records for `TTL` and waits until they have expired; returns the bytes

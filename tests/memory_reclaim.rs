@@ -3,7 +3,9 @@
 //! passed, without a background task. Its clock cannot be paused, so these tests let real
 //! time pass, with short TTLs and a short sweep interval.
 
-use idempotency::{Begin, Fingerprint, KeyHasher, MemoryStore, Request, Store};
+mod common;
+
+use idempotency::{Begin, MemoryStore, Request, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,21 +24,11 @@ fn store() -> MemoryStore {
 }
 
 fn request(label: &str, i: u64) -> Request {
-    let mut key = KeyHasher::new("memory_reclaim");
-    key.arg("label", label).arg("i", &i);
-    Request {
-        namespace: "memory_reclaim",
-        key: key.finish().unwrap(),
-        fingerprint: Fingerprint::NONE,
-        lease: None,
-    }
+    common::request("memory_reclaim", label, i)
 }
 
 async fn write(store: &MemoryStore, request: &Request, ttl: Duration) {
-    match store.begin(request).await.unwrap() {
-        Begin::Claimed(claim) => store.complete(&claim, b"receipt", ttl).await.unwrap(),
-        other => panic!("a fresh key must be claimed, got {other:?}"),
-    }
+    common::write(store, request, b"receipt", ttl).await;
 }
 
 /// `LIVE` records, for an hour.

@@ -2,7 +2,7 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
-use idempotency::{Begin, Claim, MemoryStore, Request, Store, StoreError};
+use idempotency::{Begin, Claim, Fingerprint, KeyHasher, MemoryStore, Request, Store, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -186,4 +186,25 @@ where
         .into_iter()
         .flat_map(|h| h.join().unwrap())
         .collect()
+}
+
+/// A request for record `i` of `label`, keyed as a function of that namespace would be,
+/// for tests that drive a store's steps directly.
+pub fn request(namespace: &'static str, label: &str, i: u64) -> Request {
+    let mut key = KeyHasher::new(namespace);
+    key.arg("label", label).arg("i", &i);
+    Request {
+        namespace,
+        key: key.finish().unwrap(),
+        fingerprint: Fingerprint::NONE,
+        lease: None,
+    }
+}
+
+/// Claims the vacant record of `request` and completes it with `value`, kept for `ttl`.
+pub async fn write(store: &impl Store, request: &Request, value: &[u8], ttl: Duration) {
+    match store.begin(request).await.unwrap() {
+        Begin::Claimed(claim) => store.complete(&claim, value, ttl).await.unwrap(),
+        other => panic!("a fresh key must be claimed, got {other:?}"),
+    }
 }
