@@ -118,7 +118,7 @@ pub use idempotent_macros::idempotent;
 
 #[doc(inline)]
 pub use idempotent_runtime::{
-    default_store, key, record, set_default_store, validate_client_key, Begin, Binary, Claim,
+    default_store, key, set_default_store, store, validate_client_key, Begin, Binary, Claim,
     CodecError, Completed, Decoded, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key,
     KeyError, KeyHasher, MemoryStore, MemoryStoreBuilder, NamespaceKey, Notification, Outcome,
     Request, Store, StoreError, Token, MAX_CLIENT_KEY_LEN,
@@ -126,7 +126,7 @@ pub use idempotent_runtime::{
 
 #[cfg(feature = "conformance")]
 #[doc(inline)]
-pub use idempotent_runtime::conformance;
+pub use idempotent_runtime::store::conformance;
 
 #[cfg(feature = "redis")]
 #[doc(inline)]

@@ -23,46 +23,39 @@
 //! The [`key`] module specifies how keys are derived, byte for byte.
 #![warn(missing_docs)]
 
-mod binary;
+mod attribute;
 mod clock;
 mod codec;
-#[cfg(feature = "conformance")]
-pub mod conformance;
-mod encoding;
 mod error;
-mod execute;
 pub mod key;
 mod memory;
-mod options;
 mod outcome;
-pub mod record;
 #[cfg(feature = "redis")]
-mod redis_store;
-mod siphash;
-mod store;
+mod redis;
+pub mod store;
 
-pub use binary::Binary;
+pub use codec::binary::Binary;
 pub use error::{CodecError, Error, InvalidKey, StoreError};
 pub use key::{
     validate_client_key, Fingerprint, Key, KeyError, KeyHasher, NamespaceKey, MAX_CLIENT_KEY_LEN,
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
-pub use record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 #[cfg(feature = "redis")]
-pub use redis_store::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
+pub use redis::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
+pub use store::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 pub use store::{default_store, set_default_store, DefaultStore, Store};
 
 /// Support for the code `#[idempotent]` generates. Not a stable API: it changes without
 /// notice between any two releases.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::execute::{
+    pub use crate::attribute::options::Options;
+    pub use crate::attribute::{
         execute, ClientKey, CloneReplayer, DecodeReplayer, Derivation, Derived, IdempotencyError,
         IdempotentResult, KeyArg, NamespaceCache, Replay, ReplayByClone, ReplayByDecode,
         ReplayProbe, Stored,
     };
-    pub use crate::options::Options;
     pub use crate::store::default_store;
     pub use core::any::{type_name, type_name_of_val};
     pub use core::time::Duration;

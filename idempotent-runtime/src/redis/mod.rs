@@ -2,7 +2,7 @@
 
 use crate::error::{Error, StoreError};
 use crate::key::{Fingerprint, Key};
-use crate::record::{Begin, Claim, Completed, InFlight, Request, Token};
+use crate::store::record::{Begin, Claim, Completed, InFlight, Request, Token};
 use crate::store::Store;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
@@ -772,9 +772,9 @@ impl Lua {
     }
 }
 
-static RENEW: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/renew.lua")));
-static COMPLETE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/complete.lua")));
-static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("redis/release.lua")));
+static RENEW: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("renew.lua")));
+static COMPLETE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("complete.lua")));
+static RELEASE: LazyLock<Lua> = LazyLock::new(|| Lua::new(include_str!("release.lua")));
 
 /// Script calls with more argument bytes than this are sent as one `EVAL`.
 const LARGE_CALL: usize = 64 * 1024;

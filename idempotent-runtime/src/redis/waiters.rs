@@ -4,7 +4,7 @@
 
 use super::{nodes_of, subscribe, Target};
 use crate::key::Key;
-use crate::record::Notification;
+use crate::store::record::Notification;
 use parking_lot::Mutex;
 use redis::Value;
 use std::collections::hash_map::{Entry, HashMap};

@@ -1,16 +1,20 @@
 //! The [`Store`] trait: where records live, and the atomic steps that move them.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod record;
+
 use crate::error::{Error, StoreError};
 use crate::key::Key;
 use crate::memory::MemoryStore;
-use crate::record::{Begin, Claim, Completed, Decoded, Request};
+use crate::store::record::{Begin, Claim, Completed, Decoded, Request};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Where records live, and the atomic steps that move a record between its states (see
-/// [`record`](crate::record)). [`MemoryStore`] is the embedded one; a store in another
+/// [`record`](crate::store::record)). [`MemoryStore`] is the embedded one; a store in another
 /// process (Redis, a database) implements the same five steps with one atomic
 /// server-side operation each.
 ///

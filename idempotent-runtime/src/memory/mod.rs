@@ -3,7 +3,9 @@
 use crate::clock;
 use crate::error::StoreError;
 use crate::key::{Fingerprint, Key};
-use crate::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
+use crate::store::record::{
+    Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token,
+};
 use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::hash_map::Entry;

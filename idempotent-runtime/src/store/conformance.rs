@@ -20,7 +20,7 @@
 //! [`Settings`]; the whole suite takes a few seconds.
 
 use crate::key::{Fingerprint, Key, KeyHasher};
-use crate::record::{Begin, Claim, Completed, InFlight, Request};
+use crate::store::record::{Begin, Claim, Completed, InFlight, Request};
 use crate::store::Store;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};

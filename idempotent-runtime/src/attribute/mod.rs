@@ -1,10 +1,12 @@
 //! One call of an `#[idempotent]` function: replay, wait, or claim and run the body.
 
+pub(crate) mod options;
+
+use crate::attribute::options::{Options, LEASE_MARGIN};
 use crate::codec;
 use crate::error::{CodecDetail, CodecError, Error, StoreError};
 use crate::key::{Fingerprint, KeyHasher, NamespaceKey};
-use crate::options::{Options, LEASE_MARGIN};
-use crate::record::{Begin, Claim, Decoded, Request};
+use crate::store::record::{Begin, Claim, Decoded, Request};
 use crate::store::Store;
 use serde::de::DeserializeOwned;
 use serde::Serialize;

@@ -7,7 +7,7 @@
 //! such read waits for the bytes' stores to retire: that stall was most of the time of a
 //! typical key.
 
-use crate::encoding::Sink;
+use crate::key::encoding::Sink;
 
 /// A SipHash-1-3-128 state, streaming.
 #[derive(Clone, Copy)]
@@ -140,7 +140,7 @@ fn split_key(key: &[u8; 16]) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::Sip13;
-    use crate::encoding::Sink;
+    use crate::key::encoding::Sink;
     use siphasher::sip128::{Hasher128, SipHasher13};
     use std::hash::Hasher;
 

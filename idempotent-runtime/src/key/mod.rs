@@ -90,10 +90,13 @@
 //! of stable keys, and are no less safe: SipHash is a pseudo-random function, so a client
 //! who does not know the secret cannot aim a collision at another client's record.
 
-use crate::encoding::{self, put_str, EncodeError, Sink};
+pub(crate) mod encoding;
+mod siphash;
+
 use crate::error::InvalidKey;
-use crate::siphash::Sip13;
+use encoding::{put_str, EncodeError, Sink};
 use serde::Serialize;
+use siphash::Sip13;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;

@@ -9,6 +9,8 @@
 //! stored (a map with non-string keys, a `Serialize` impl that fails): duplicates receive
 //! [`Error::Codec`](crate::Error::Codec) instead of running the body again.
 
+pub(crate) mod binary;
+
 use crate::error::CodecDetail;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
