@@ -118,15 +118,19 @@ pub use idempotent_macros::idempotent;
 
 #[doc(inline)]
 pub use idempotent_runtime::{
-    default_store, key, set_default_store, store, validate_client_key, Begin, Binary, Claim,
-    CodecError, Completed, Decoded, DefaultStore, Error, Fingerprint, InFlight, InvalidKey, Key,
-    KeyError, KeyHasher, MemoryStore, MemoryStoreBuilder, NamespaceKey, Notification, Outcome,
-    Request, Store, StoreError, Token, MAX_CLIENT_KEY_LEN,
+    default_store, set_default_store, validate_client_key, Binary, CodecError, DefaultStore,
+    DefaultStoreAlreadySet, Error, InvalidKey, Key, KeyError, KeyHasher, MemoryStore,
+    MemoryStoreBuilder, Outcome, Store, StoreError, MAX_CLIENT_KEY_LEN,
 };
 
-#[cfg(feature = "conformance")]
 #[doc(inline)]
-pub use idempotent_runtime::store::conformance;
+pub use idempotent_runtime::key;
+
+#[doc(inline)]
+pub use idempotent_runtime::engine;
+
+#[doc(inline)]
+pub use idempotent_runtime::store;
 
 #[cfg(feature = "redis")]
 #[doc(inline)]

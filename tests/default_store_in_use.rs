@@ -4,7 +4,7 @@
 mod common;
 
 use common::AppError;
-use idempotency::{idempotent, set_default_store, Error, MemoryStore};
+use idempotency::{idempotent, set_default_store, DefaultStoreAlreadySet, MemoryStore};
 
 #[idempotent]
 async fn ping(n: u32) -> Result<u32, AppError> {
@@ -15,7 +15,7 @@ async fn ping(n: u32) -> Result<u32, AppError> {
 async fn a_default_store_in_use_is_not_replaced() {
     assert_eq!(ping(1).await.unwrap(), 1);
     let refused = set_default_store(MemoryStore::new()).unwrap_err();
-    assert!(matches!(refused, Error::DefaultStoreAlreadySet));
+    assert_eq!(refused, DefaultStoreAlreadySet);
     assert!(
         refused.to_string().contains("already installed or used"),
         "{refused}"

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{AppError, Probe};
-use idempotency::{idempotent, set_default_store, Error, MemoryStore};
+use idempotency::{idempotent, set_default_store, DefaultStoreAlreadySet, MemoryStore};
 use std::sync::Arc;
 
 #[idempotent]
@@ -18,7 +18,7 @@ async fn an_installed_default_store_serves_every_function_and_cannot_be_replaced
     set_default_store(Arc::clone(&probe)).unwrap();
     assert!(matches!(
         set_default_store(MemoryStore::new()),
-        Err(Error::DefaultStoreAlreadySet)
+        Err(DefaultStoreAlreadySet)
     ));
 
     assert_eq!(ping(1).await.unwrap(), 1);

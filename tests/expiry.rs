@@ -1,6 +1,6 @@
 //! TTLs: results expire, expired records are reclaimed, and idle keys leave no lock state.
-//! The embedded store reads a coarse monotonic clock (a few milliseconds of resolution),
-//! so these tests let real time pass rather than pausing Tokio's.
+//! The stores whose records expire read Tokio's clock (`MemoryStoreBuilder::tokio_clock`),
+//! which these tests pause and advance: time passes exactly, and at once.
 
 mod common;
 
@@ -8,14 +8,16 @@ use common::AppError;
 use idempotency::{idempotent, MemoryStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// More than the coarse clock's resolution (at most 4 ms on Linux).
-const CLOCK_RESOLUTION: Duration = Duration::from_millis(10);
+/// A store on Tokio's clock.
+fn paused_store() -> MemoryStore {
+    MemoryStore::builder().tokio_clock().build()
+}
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn after_the_ttl_the_body_runs_again() {
-    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(paused_store);
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(ttl = "1s", store = &*STORE)]
     async fn quote(sku: &str) -> Result<usize, AppError> {
@@ -23,14 +25,14 @@ async fn after_the_ttl_the_body_runs_again() {
         Ok(RUNS.fetch_add(1, Ordering::SeqCst))
     }
 
-    let stored = Instant::now();
     assert_eq!(quote("a").await.unwrap(), 0);
+    tokio::time::advance(Duration::from_millis(999)).await;
     assert_eq!(
         quote("a").await.unwrap(),
         0,
         "within its TTL the record is replayed"
     );
-    tokio::time::sleep_until((stored + Duration::from_secs(1) + CLOCK_RESOLUTION).into()).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
     assert_eq!(
         quote("a").await.unwrap(),
         1,
@@ -40,11 +42,11 @@ async fn after_the_ttl_the_body_runs_again() {
     assert_eq!(STORE.len(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expired_records_are_reclaimed_under_unique_keys() {
     const WINDOWS: u64 = 40;
     const PER_WINDOW: u64 = 1_000;
-    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(paused_store);
     #[idempotent(ttl = "20ms", store = &*STORE)]
     async fn track(event: u64) -> Result<u64, AppError> {
         Ok(event)
@@ -57,7 +59,7 @@ async fn expired_records_are_reclaimed_under_unique_keys() {
         }
         peak = peak.max(STORE.len());
         // Every record of this window expires before the next one is written.
-        tokio::time::sleep(Duration::from_millis(20) + CLOCK_RESOLUTION).await;
+        tokio::time::advance(Duration::from_millis(20)).await;
     }
     // 40,000 records were written; at most one window's worth is live at a time, and a
     // shard is swept whenever it doubles (and a second after its last sweep), so the store
@@ -172,22 +174,23 @@ async fn after_clearing_the_store_a_holder_alone_on_its_key_stores_its_result() 
 /// Through the `Store` trait: a claim whose record is gone, whether forgotten or swept
 /// after its lease lapsed, renews (the claim is made again) and completes; a rival's live
 /// claim still fences it off.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_claim_whose_record_is_gone_renews_and_completes() {
-    use idempotency::{Begin, Claim, Fingerprint, KeyHasher, Request, Store};
-    let store = MemoryStore::new();
+    use idempotency::store::{Begin, Claim, Fingerprint, Request};
+    use idempotency::{KeyHasher, Store};
+    let store = paused_store();
     let request = |label: &str, lease: Duration| {
         let mut key = KeyHasher::new("expiry");
         key.arg("label", label);
         Request {
-            namespace: "expiry",
+            namespace: "expiry".into(),
             key: key.finish().unwrap(),
             fingerprint: Fingerprint::from_bytes([7; 16]),
             lease: Some(lease),
         }
     };
-    let claim = |request: Request| {
-        let store = &store;
+    let claim = |request: &Request| {
+        let (store, request) = (&store, request.clone());
         async move {
             match store.begin(&request).await.unwrap() {
                 Begin::Claimed(claim) => claim,
@@ -195,14 +198,14 @@ async fn a_claim_whose_record_is_gone_renews_and_completes() {
             }
         }
     };
-    let in_progress = |request: Request| {
-        let store = &store;
+    let in_progress = |request: &Request| {
+        let (store, request) = (&store, request.clone());
         async move { matches!(store.begin(&request).await.unwrap(), Begin::InProgress(_)) }
     };
 
     // Forgotten by `clear`: a renewal makes the claim again, with its fingerprint.
     let forgotten_request = request("forgotten", Duration::from_secs(60));
-    let forgotten: Claim = claim(forgotten_request).await;
+    let forgotten: Claim = claim(&forgotten_request).await;
     store.clear();
     store.renew(&forgotten).await.unwrap();
     match store.begin(&forgotten_request).await.unwrap() {
@@ -217,8 +220,8 @@ async fn a_claim_whose_record_is_gone_renews_and_completes() {
     // Swept after its lease lapsed.
     let lease = Duration::from_millis(50);
     let swept_request = request("swept", lease);
-    let swept = claim(swept_request).await;
-    tokio::time::sleep(lease + CLOCK_RESOLUTION).await;
+    let swept = claim(&swept_request).await;
+    tokio::time::advance(lease).await;
     store.purge_expired();
     assert_eq!(store.in_flight(), 0, "the lapsed claim was swept");
     store
@@ -237,10 +240,10 @@ async fn a_claim_whose_record_is_gone_renews_and_completes() {
 
     // A rival's live claim, or its completed record, is still a lost lease.
     let rival_request = request("rival", lease);
-    let lapsed = claim(rival_request).await;
-    tokio::time::sleep(lease + CLOCK_RESOLUTION).await;
-    let rival = claim(rival_request).await;
-    assert!(in_progress(rival_request).await);
+    let lapsed = claim(&rival_request).await;
+    tokio::time::advance(lease).await;
+    let rival = claim(&rival_request).await;
+    assert!(in_progress(&rival_request).await);
     assert!(store.renew(&lapsed).await.unwrap_err().is_lease_lost());
     assert!(store
         .complete(&lapsed, b"stale", Duration::from_secs(60))

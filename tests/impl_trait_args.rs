@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{AppError, Probe};
+use common::{AppError, Plain, Probe};
 use idempotency::{idempotent, Error, KeyHasher, MemoryStore};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -76,8 +76,8 @@ async fn arguments_of_two_types_that_serialize_alike_have_their_own_records() {
 
 #[tokio::test]
 async fn stable_keys_carry_the_type_of_a_nested_impl_trait() {
-    // `Probe` does not say it is in-process, so it gets stable keys: the documented format.
-    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    // A store without the in-process fast path gets stable keys: the documented format.
+    static STORE: LazyLock<Probe<Plain>> = LazyLock::new(Probe::default);
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     #[idempotent(name = "ledger.batch", store = &*STORE)]
     async fn batch(items: &[impl Serialize + Sync], day: u32) -> Result<usize, AppError> {

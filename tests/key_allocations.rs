@@ -2,7 +2,8 @@
 //! structs: a counting global allocator proves it. (Maps allocate: their entries are
 //! sorted.)
 
-use idempotency::{KeyHasher, NamespaceKey};
+use idempotency::key::NamespaceKey;
+use idempotency::KeyHasher;
 use serde::Serialize;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{AppError, Gate, Probe};
+use common::{AppError, Gate, Plain, Probe};
 use idempotency::{idempotent, Error, InvalidKey, KeyHasher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -154,7 +154,7 @@ fn the_type_of_an_impl_trait_argument_is_pinned_by_a_golden_value() {
 
 #[tokio::test]
 async fn the_attribute_derives_the_documented_key() {
-    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    static STORE: LazyLock<Probe<Plain>> = LazyLock::new(Probe::default);
     // Parameters in any order: the key sorts them by name.
     #[idempotent(name = "orders.create", store = &*STORE)]
     async fn create_order(sku: &str, qty: u32, customer: u64) -> Result<u64, AppError> {
@@ -514,7 +514,7 @@ async fn client_keys_may_be_any_as_ref_str() {
 
 #[tokio::test]
 async fn raw_identifiers_are_keyed_by_their_plain_names() {
-    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
+    static STORE: LazyLock<Probe<Plain>> = LazyLock::new(Probe::default);
     #[idempotent(name = "orders.create", store = &*STORE, skip(r#ref))]
     async fn create_order(
         r#type: &str,

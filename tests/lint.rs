@@ -60,7 +60,9 @@ pub async fn charge(
 ) -> Result<u64, AppError> {
     log(key);
     if amount == 0 {
-        return Err(AppError(idempotency::Error::DefaultStoreAlreadySet));
+        return Err(AppError(idempotency::Error::InvalidKey(
+            idempotency::InvalidKey::Empty,
+        )));
     }
     Ok(u64::from(tenant) + amount)
 }

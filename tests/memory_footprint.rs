@@ -5,7 +5,8 @@
 
 mod common;
 
-use idempotency::{Begin, MemoryStore, Request, Store};
+use idempotency::store::{Begin, Request};
+use idempotency::{MemoryStore, Store};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

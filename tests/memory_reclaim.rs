@@ -1,25 +1,25 @@
 //! The memory store reclaims expired records in proportion to traffic: any call on a shard
 //! (a hit, a replay of a kept value, a new key) sweeps it once its sweep interval has
-//! passed, without a background task. Its clock cannot be paused, so these tests let real
-//! time pass, with short TTLs and a short sweep interval.
+//! passed, without a background task. The stores here read Tokio's clock, which these
+//! tests pause and advance.
 
 mod common;
 
-use idempotency::{Begin, MemoryStore, Request, Store};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use common::{AppError, Probe};
+use idempotency::store::{Begin, Request};
+use idempotency::{idempotent, MemoryStore, Store};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 /// Records that outlive the test; enough keys that every shard holds some.
 const LIVE: u64 = 1_024;
 const EXPIRING: u64 = 10_000;
 const TTL: Duration = Duration::from_millis(500);
 const SWEEP_INTERVAL: Duration = Duration::from_millis(100);
-/// More than the coarse clock's resolution (at most 4 ms on Linux).
-const CLOCK_RESOLUTION: Duration = Duration::from_millis(10);
-
 fn store() -> MemoryStore {
     MemoryStore::builder()
         .sweep_interval(SWEEP_INTERVAL)
+        .tokio_clock()
         .build()
 }
 
@@ -42,17 +42,11 @@ async fn write_live(store: &MemoryStore, label: &str) {
 /// interval has passed, with nothing reclaimed yet.
 async fn expire_a_burst(store: &MemoryStore) {
     let before = store.len() as u64;
-    let started = Instant::now();
     for i in 0..EXPIRING {
         write(store, &request("burst", i), TTL).await;
     }
-    assert!(
-        started.elapsed() < TTL,
-        "the burst outlived its TTL: {:?}",
-        started.elapsed()
-    );
     assert_eq!(store.len() as u64, before + EXPIRING);
-    tokio::time::sleep(TTL.max(SWEEP_INTERVAL) + CLOCK_RESOLUTION).await;
+    tokio::time::advance(TTL.max(SWEEP_INTERVAL)).await;
     assert_eq!(
         store.len() as u64,
         before + EXPIRING,
@@ -61,7 +55,7 @@ async fn expire_a_burst(store: &MemoryStore) {
 }
 
 /// Issue: with no new keys, expired records stayed for ever (`len` 11,024 here).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expired_records_leave_once_hits_touch_their_shards() {
     let store = store();
     write_live(&store, "live").await;
@@ -74,31 +68,47 @@ async fn expired_records_leave_once_hits_touch_their_shards() {
 }
 
 /// Replays of a kept decoded value, the fast path that never calls `begin`, sweep too.
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expired_records_leave_once_replays_of_kept_values_touch_their_shards() {
-    let store = store();
-    write_live(&store, "kept").await;
-    for i in 0..LIVE {
-        let request = request("kept", i);
-        let Begin::Completed(record) = store.begin(&request).await.unwrap() else {
-            panic!("the record is live");
-        };
-        store.keep_decoded(&request.key, &record, Arc::new(i));
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    #[idempotent(ttl = "1h", store = probe, skip(probe))]
+    async fn receipt(probe: &Probe, i: u64) -> Result<u64, AppError> {
+        let _ = probe;
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(i)
     }
-    expire_a_burst(&store).await;
-    for i in 0..LIVE {
-        let replayed = store.with_decoded(&request("kept", i), &mut |kept| {
-            kept.downcast_ref::<u64>() == Some(&i)
-        });
-        assert!(replayed, "the kept value of record {i} is replayed");
+
+    let probe = Probe::new(store());
+    let store = &probe.inner;
+    // A fresh call, then a replay that decodes the record and keeps the decoded value.
+    for _ in 0..2 {
+        for i in 0..LIVE {
+            assert_eq!(receipt(&probe, i).await.unwrap(), i);
+        }
     }
+    assert_eq!(probe.begins() as u64, 2 * LIVE);
+    expire_a_burst(store).await;
+    let begins = probe.begins();
+    for i in 0..LIVE {
+        assert_eq!(
+            receipt(&probe, i).await.unwrap(),
+            i,
+            "record {i} is replayed"
+        );
+    }
+    assert_eq!(probe.begins(), begins, "every replay cloned a kept value");
+    assert_eq!(
+        RUNS.load(Ordering::SeqCst) as u64,
+        LIVE,
+        "every call but the first replayed"
+    );
     assert_eq!(store.len() as u64, LIVE, "only the live records are left");
 }
 
 /// Issue: a shard was swept only once it had doubled since its last sweep, so after a
 /// burst, new keys had to double the store before anything was reclaimed (`len` 11,024
 /// here, after 1,024 new keys).
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn expired_records_leave_as_new_keys_arrive() {
     let store = store();
     write_live(&store, "old").await;

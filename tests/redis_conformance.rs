@@ -5,7 +5,7 @@ mod common;
 mod support;
 
 use common::{AppError, Gate, Probe};
-use idempotency::conformance::{self, Settings};
+use idempotency::store::conformance::{self, Settings};
 use idempotency::{idempotent, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};

@@ -107,7 +107,7 @@ async fn connect_refuses_a_server_that_can_evict_records() {
         server.cli(&["CONFIG", "SET", "maxmemory-policy", policy]);
         let refused = RedisStore::connect(&server.url()).await.unwrap_err();
         assert!(matches!(refused, Error::Store(_)));
-        let message = refused.to_string();
+        let message = common::chain(&refused);
         assert!(
             message.contains(&format!("maxmemory-policy {policy}"))
                 && message.contains("noeviction"),
@@ -379,7 +379,7 @@ async fn an_acl_user_without_channels_is_refused_at_connect() {
         "resetchannels",
     ]);
     let url = format!("redis://orders:secret@127.0.0.1:{}", server.port());
-    let refused = RedisStore::connect(&url).await.unwrap_err().to_string();
+    let refused = common::chain(&RedisStore::connect(&url).await.unwrap_err());
     assert!(refused.contains("may not subscribe"), "{refused}");
     server.cli(&["ACL", "SETUSER", "orders", "allchannels"]);
     RedisStore::connect(&url).await.unwrap();

@@ -203,7 +203,7 @@ async fn connect_refuses_a_server_that_wants_credentials_it_was_not_given() {
     let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
     let refused = RedisStore::connect(&server.url()).await.unwrap_err();
     assert!(matches!(refused, Error::Store(_)));
-    assert!(refused.to_string().contains("credentials"), "{refused}");
+    assert!(common::chain(&refused).contains("credentials"), "{refused}");
     let url = format!("redis://:s3cret@127.0.0.1:{}", server.port());
     RedisStore::connect(&url).await.unwrap();
 }
@@ -226,7 +226,10 @@ async fn connect_reports_how_the_server_keeps_records() {
         .connect()
         .await
         .unwrap_err();
-    assert!(refused.to_string().contains("only in memory"), "{refused}");
+    assert!(
+        common::chain(&refused).contains("only in memory"),
+        "{refused}"
+    );
 
     let durable = RedisServer::start_with(&["--appendonly", "yes"]);
     let store = RedisStore::builder(durable.url())

@@ -317,7 +317,8 @@ fn an_attempt_that_lost_its_lease_cannot_overwrite_its_successor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_on_another_node_wakes_within_milliseconds_of_the_completion() {
-    use idempotency::{Begin, Fingerprint, Request, Store};
+    use idempotency::store::{Begin, Fingerprint, Request};
+    use idempotency::Store;
     let server = RedisServer::start();
     let prefix = unique_prefix("latency");
     let (holder, waiter) = (store(&server, &prefix).await, store(&server, &prefix).await);
@@ -326,7 +327,7 @@ async fn a_waiter_on_another_node_wakes_within_milliseconds_of_the_completion() 
         let mut hasher = KeyHasher::new("latency");
         hasher.arg("i", &i);
         let request = Request {
-            namespace: "latency",
+            namespace: "latency".into(),
             key: hasher.finish().unwrap(),
             fingerprint: Fingerprint::NONE,
             lease: Some(Duration::from_secs(30)),

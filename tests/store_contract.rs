@@ -1,7 +1,7 @@
 //! The embedded store passes the conformance suite every store must pass, through the
 //! `Store` trait alone, directly and behind the process-wide default store's dispatch.
 
-use idempotency::conformance::{self, Settings};
+use idempotency::store::conformance::{self, Settings};
 use idempotency::MemoryStore;
 use std::sync::Arc;
 

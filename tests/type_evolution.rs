@@ -22,7 +22,7 @@ struct ReceiptV1 {
 
 fn codec_error(err: AppError) -> String {
     match err.idempotency() {
-        Error::Codec(err) => err.to_string(),
+        Error::Codec(err) => common::chain(&err),
         other => panic!("expected a Codec error, got {other:?}"),
     }
 }

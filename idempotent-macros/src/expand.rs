@@ -160,6 +160,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // Hygienic locals, located on the return type too: they are arguments of that call.
     let local = |name: &str| Ident::new(name, Span::mixed_site().located_at(ret_span));
     let store_binding = local("__idempotent_store");
+    let local_store = local("__idempotent_local");
     let derived = local("__idempotent_derived");
     let store = match &attr.store {
         Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
@@ -201,7 +202,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // A replay of a value this process keeps decoded, before the call's future is built.
     let fast_path = quote_spanned! {ret_span=>
         if let ::core::option::Option::Some(#replay) =
-            #probe.replay_kept(#store_binding, &#derived)
+            #probe.replay_kept(#local_store, &#derived)
         {
             return #replay;
         }
@@ -209,6 +210,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     let execute = quote_spanned! {ret_span=>
         ::idempotency::__private::execute(
             #store_binding,
+            #local_store,
             &__IDEMPOTENT_OPTIONS,
             #derived,
             #probe,
@@ -232,13 +234,19 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             };
             static __IDEMPOTENT_NAMESPACE: #private::NamespaceCache = #private::NamespaceCache::new();
             let #store_binding = #store;
+            // The memory store of the fast path, if the store's type has one.
+            let #local_store = {
+                #[allow(unused_imports)]
+                use #private::{ByMemory as _, ByStore as _};
+                (&&#private::StoreProbe(#store_binding)).local()
+            };
             // In a block of its own: the hashers' buffers stay on the stack, out of the future.
             let #derived = {
                 let mut #derivation = #private::Derivation::new(
                     &__IDEMPOTENT_OPTIONS,
                     &__IDEMPOTENT_NAMESPACE,
                     #private::type_name::<__IdempotentSite>(),
-                    #store_binding,
+                    #local_store,
                 );
                 #(#generics)*
                 #(#key_args)*

@@ -1,5 +1,6 @@
 //! What can go wrong around an idempotent call, as typed values.
 
+use crate::key::KeyError;
 use std::fmt;
 use std::time::Duration;
 
@@ -30,12 +31,13 @@ use std::time::Duration;
 ///     }
 /// }
 /// ```
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Another call with the same key was still running when this duplicate stopped
     /// waiting for it (after the function's `wait`, at once with `wait = "0s"`).
     /// HTTP services usually answer `409 Conflict`; retrying later is safe.
+    #[error("a duplicate call of `{namespace}` is still in progress (waited {waited:?})")]
     InProgress {
         /// The function's key namespace.
         namespace: String,
@@ -44,6 +46,9 @@ pub enum Error {
     },
     /// The client-supplied key (`key = ..`) was used before with different arguments.
     /// HTTP services usually answer `422 Unprocessable Content`.
+    #[error(
+        "the idempotency key of this `{namespace}` call was already used with different arguments"
+    )]
     PayloadMismatch {
         /// The function's key namespace.
         namespace: String,
@@ -51,60 +56,29 @@ pub enum Error {
     /// The client-supplied key (`key = ..`) is empty, longer than
     /// [`MAX_CLIENT_KEY_LEN`](crate::MAX_CLIENT_KEY_LEN) bytes, or holds a control
     /// character ([`validate_client_key`](crate::validate_client_key)); the body did not
-    /// run.
-    InvalidKey(InvalidKey),
+    /// run. HTTP services answer `400 Bad Request`.
+    #[error("invalid idempotency key")]
+    InvalidKey(#[source] InvalidKey),
+    /// An argument's `Serialize` implementation failed, so no key could be derived; the
+    /// body did not run.
+    #[error("an argument could not be encoded into the idempotency key")]
+    Key(#[source] KeyError),
     /// This attempt's claim was taken over by another attempt after its lease lapsed (for
     /// example the process was paused for longer than the lease). The body ran, but its
     /// result was not stored: the record belongs to the attempt that took over, and a
     /// retry replays that one.
+    #[error("the claim on this `{namespace}` call lapsed and another attempt took over; its result was not stored")]
     LeaseLost {
         /// The function's key namespace.
         namespace: String,
     },
     /// The store failed: it could not be reached, timed out, or answered with an error.
-    Store(StoreError),
+    #[error("the idempotency store failed")]
+    Store(#[source] StoreError),
     /// A result could not be encoded for storage, or a stored record could not be decoded
     /// (the return type changed between deploys, or the bytes are corrupt).
+    #[error(transparent)]
     Codec(CodecError),
-    /// [`set_default_store`](crate::set_default_store) was called after a default store
-    /// had already been installed or used.
-    DefaultStoreAlreadySet,
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InProgress { namespace, waited } => write!(
-                f,
-                "a duplicate call of `{namespace}` is still in progress (waited {waited:?})"
-            ),
-            Error::PayloadMismatch { namespace } => write!(
-                f,
-                "the idempotency key of this `{namespace}` call was already used with different arguments"
-            ),
-            Error::InvalidKey(reason) => write!(f, "invalid idempotency key: {reason}"),
-            Error::LeaseLost { namespace } => write!(
-                f,
-                "the claim on this `{namespace}` call lapsed and another attempt took over; its result was not stored"
-            ),
-            Error::Store(err) => write!(f, "idempotency store failed: {err}"),
-            Error::Codec(err) => err.fmt(f),
-            Error::DefaultStoreAlreadySet => f.write_str(
-                "the default idempotency store was already installed or used; install it once, before the first call",
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Store(err) => Some(err),
-            Error::Codec(err) => Some(err),
-            Error::InvalidKey(err) => Some(err),
-            _ => None,
-        }
-    }
 }
 
 impl From<StoreError> for Error {
@@ -277,8 +251,6 @@ pub struct CodecError {
 
 #[derive(Debug)]
 pub(crate) enum CodecDetail {
-    /// An argument could not be encoded into the key.
-    Key(crate::key::KeyError),
     /// `serde_json` refused the body's result (e.g. a map with non-string keys).
     Encode(String),
     /// The stored record holds the marker of a result that could not be encoded.
@@ -308,7 +280,6 @@ impl fmt::Display for CodecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ns = &self.namespace;
         match &self.detail {
-            CodecDetail::Key(err) => write!(f, "no idempotency key for `{ns}`: {err}"),
             CodecDetail::Encode(err) => {
                 write!(f, "the result of `{ns}` could not be encoded for storage: {err}")
             }
@@ -316,9 +287,9 @@ impl fmt::Display for CodecError {
                 f,
                 "the first call of `{ns}` succeeded, but its result could not be stored, so it cannot be replayed: {err}"
             ),
-            CodecDetail::Decode(err) => write!(
+            CodecDetail::Decode(_) => write!(
                 f,
-                "the stored result of `{ns}` does not decode as its return type (changed since it was stored?): {err}"
+                "the stored result of `{ns}` does not decode as its return type (changed since it was stored?)"
             ),
             CodecDetail::Version(v) => write!(
                 f,
@@ -332,7 +303,6 @@ impl std::error::Error for CodecError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.detail {
             CodecDetail::Decode(err) => Some(err),
-            CodecDetail::Key(err) => Some(err),
             _ => None,
         }
     }

@@ -1,4 +1,4 @@
-//! The runtime behind [`idempotency`](https://docs.rs/idempotency): keys, records, the
+//! The runtime behind [`idempotency`](https://docs.rs/idempotency): keys, the engine, the
 //! [`Store`] trait, the embedded [`MemoryStore`] and the [`Error`] type.
 //!
 //! Applications depend on the `idempotency` crate, which re-exports everything here
@@ -8,9 +8,10 @@
 //! # How a call runs
 //!
 //! 1. The arguments (less `skip(..)`) hash into a [`Key`] (see [`key`]).
-//! 2. A store in this process that keeps the decoded value of the completed record hands
-//!    over a clone of it ([`Store::with_decoded`]): the replay fast path.
-//! 3. Otherwise [`Store::begin`] looks the key up and, atomically, claims it if it is vacant.
+//! 2. A memory store in this process that kept the decoded value of the completed record
+//!    hands over a clone of it ([`InProcess`](store::InProcess)): the replay fast path.
+//! 3. Otherwise the [engine](engine::run) runs the call on the store's atomic steps:
+//!    [`Store::begin`] looks the key up and, atomically, claims it if it is vacant.
 //!    - **Completed**: the stored result is decoded and returned (a replay).
 //!    - **In progress**: the call waits to be notified of the holder's completion or
 //!      release, at most the function's `wait`, then looks again.
@@ -21,11 +22,19 @@
 //!      [`Store::abandon`].
 //!
 //! The [`key`] module specifies how keys are derived, byte for byte.
+//!
+//! # Layout
+//!
+//! One module per concept: [`key`] (key derivation), [`engine`] (one call's protocol, on
+//! bytes), [`store`] (the `Store` trait, its record types, the default store and the
+//! conformance suite), then the stores: the memory store, and the Redis store behind the
+//! `redis` feature. The attribute's typed adapter and the record format are private.
 #![warn(missing_docs)]
 
 mod attribute;
 mod clock;
 mod codec;
+pub mod engine;
 mod error;
 pub mod key;
 mod memory;
@@ -43,8 +52,7 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 #[cfg(feature = "redis")]
 pub use redis::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
-pub use store::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
-pub use store::{default_store, set_default_store, DefaultStore, Store};
+pub use store::{default_store, set_default_store, DefaultStore, DefaultStoreAlreadySet, Store};
 
 /// Support for the code `#[idempotent]` generates. Not a stable API: it changes without
 /// notice between any two releases.
@@ -57,6 +65,7 @@ pub mod __private {
         ReplayProbe, Stored,
     };
     pub use crate::store::default_store;
+    pub use crate::store::in_process::{ByMemory, ByStore, StoreProbe};
     pub use core::any::{type_name, type_name_of_val};
     pub use core::time::Duration;
 }

@@ -2,7 +2,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different part")]
 
-use idempotency::{Begin, Claim, Fingerprint, KeyHasher, MemoryStore, Request, Store, StoreError};
+use idempotency::store::{Begin, Claim, Fingerprint, InProcess, Request};
+use idempotency::{KeyHasher, MemoryStore, Store, StoreError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -95,7 +96,7 @@ impl<S> Probe<S> {
 impl<S: Store> Store for Probe<S> {
     async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
         self.begins.fetch_add(1, Ordering::SeqCst);
-        self.keys.lock().unwrap().push(*request);
+        self.keys.lock().unwrap().push(request.clone());
         let begin = self.inner.begin(request).await?;
         match &begin {
             Begin::Claimed(_) => self.claims.fetch_add(1, Ordering::SeqCst),
@@ -119,6 +120,37 @@ impl<S: Store> Store for Probe<S> {
     fn abandon(&self, claim: Claim) {
         self.releases.fetch_add(1, Ordering::SeqCst);
         self.inner.abandon(claim);
+    }
+}
+
+/// A probe of a store with the in-process fast path keeps it, as any wrapper can: the
+/// behaviour tests then run the path users get. Replays of kept values skip `begin`.
+impl<S: InProcess> InProcess for Probe<S> {
+    fn memory(&self) -> Option<&MemoryStore> {
+        self.inner.memory()
+    }
+}
+
+/// A store without the in-process fast path, around one that has it: stable keys, and a
+/// decode on every replay, as with a store in another process.
+#[derive(Default)]
+pub struct Plain<S = MemoryStore>(pub S);
+
+impl<S: Store> Store for Plain<S> {
+    async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
+        self.0.begin(request).await
+    }
+    async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
+        self.0.renew(claim).await
+    }
+    async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        self.0.complete(claim, value, ttl).await
+    }
+    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
+        self.0.release(claim).await
+    }
+    fn abandon(&self, claim: Claim) {
+        self.0.abandon(claim);
     }
 }
 
@@ -194,7 +226,7 @@ pub fn request(namespace: &'static str, label: &str, i: u64) -> Request {
     let mut key = KeyHasher::new(namespace);
     key.arg("label", label).arg("i", &i);
     Request {
-        namespace,
+        namespace: namespace.into(),
         key: key.finish().unwrap(),
         fingerprint: Fingerprint::NONE,
         lease: None,
@@ -207,4 +239,17 @@ pub async fn write(store: &impl Store, request: &Request, value: &[u8], ttl: Dur
         Begin::Claimed(claim) => store.complete(&claim, value, ttl).await.unwrap(),
         other => panic!("a fresh key must be claimed, got {other:?}"),
     }
+}
+
+/// An error's message followed by those of its causes, as `anyhow`'s `{:#}` prints it:
+/// each layer says its own part once, and the cause carries the detail.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }

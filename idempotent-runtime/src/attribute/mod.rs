@@ -1,24 +1,27 @@
-//! One call of an `#[idempotent]` function: replay, wait, or claim and run the body.
+//! The typed adapter that `#[idempotent]` generates calls to: it derives a call's key from
+//! the function's arguments, runs the call on the [engine](crate::engine) with the `Ok`
+//! value as a JSON record, and replays by decoding, or, on a store in this process, by
+//! cloning the value an earlier replay decoded.
 
 pub(crate) mod options;
 
-use crate::attribute::options::{Options, LEASE_MARGIN};
 use crate::codec;
-use crate::error::{CodecDetail, CodecError, Error, StoreError};
+use crate::engine::{self, Call, Encode, Finished, Produced};
+use crate::error::{CodecError, Error};
 use crate::key::{Fingerprint, KeyHasher, NamespaceKey};
-use crate::store::record::{Begin, Claim, Decoded, Request};
+use crate::memory::{Decoded, MemoryStore};
+use crate::store::record::{Namespace, Request};
 use crate::store::Store;
+use options::Options;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::marker::PhantomData;
-use std::pin::pin;
 use std::sync::Arc;
 use std::sync::OnceLock;
-use std::task::Poll;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// The return types an `#[idempotent]` function can have: `Result<T, E>`, where `T` is
 /// [`Stored`] and `E` is an [`IdempotencyError`].
@@ -85,15 +88,12 @@ pub trait ClientKey: AsRef<str> {}
 
 impl<T: AsRef<str> + ?Sized> ClientKey for T {}
 
-/// How a replay gets its result `R`: by cloning the decoded value a store in this
+/// How a replay gets its result `R`: by cloning the decoded value a memory store in this
 /// process kept ([`CloneReplayer`], for a `Result<T, E>` whose `T` is `Clone`), or by
 /// decoding the stored bytes ([`DecodeReplayer`]). Generated code picks one per return
 /// type with [`ReplayProbe`]; both are zero-sized and statically dispatched, so the
 /// clone is written straight into the caller's result.
 pub trait Replay<R> {
-    /// The result of a replay of the value a store in this process kept, if it has one.
-    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<R>;
-
     /// The value to keep for a record whose replay decoded `result`.
     fn to_keep(&self, result: &R) -> Option<Decoded>;
 }
@@ -109,32 +109,21 @@ impl<T, E> fmt::Debug for CloneReplayer<T, E> {
 
 impl<T: Clone + Send + Sync + 'static, E> CloneReplayer<T, E> {
     /// The replay fast path, run by generated code before the call's future is built: a
-    /// store in this process that kept the decoded value of the completed record hands
-    /// over a clone of it. `None` means the call goes through [`execute`].
+    /// memory store in this process that kept the decoded value of the completed record
+    /// hands over a reference to it, which is cloned here, outside the store's lock.
+    /// `None` means the call goes through [`execute`].
     #[inline]
-    pub fn replay_kept<S: Store + ?Sized>(
+    pub fn replay_kept(
         &self,
-        store: &S,
+        local: Option<&MemoryStore>,
         derived: &Derived,
     ) -> Option<Result<T, E>> {
-        self.kept(store, derived.0.as_ref().ok()?)
+        let kept = local?.kept(derived.0.as_ref().ok()?)?;
+        kept.downcast_ref::<T>().map(|value| Ok(value.clone()))
     }
 }
 
 impl<T: Clone + Send + Sync + 'static, E> Replay<Result<T, E>> for CloneReplayer<T, E> {
-    #[inline]
-    fn kept<S: Store + ?Sized>(&self, store: &S, request: &Request) -> Option<Result<T, E>> {
-        let mut result = None;
-        store.with_decoded(request, &mut |decoded| match decoded.downcast_ref::<T>() {
-            Some(value) => {
-                result = Some(Ok(value.clone()));
-                true
-            }
-            None => false,
-        });
-        result
-    }
-
     fn to_keep(&self, result: &Result<T, E>) -> Option<Decoded> {
         // A clone of the decoded form, so that a replayed `Outcome` stays replayed.
         result
@@ -156,16 +145,12 @@ impl<R> fmt::Debug for DecodeReplayer<R> {
 impl<R> DecodeReplayer<R> {
     /// Nothing is kept for such a result: always `None`.
     #[inline]
-    pub fn replay_kept<S: Store + ?Sized>(&self, _store: &S, _derived: &Derived) -> Option<R> {
+    pub fn replay_kept(&self, _local: Option<&MemoryStore>, _derived: &Derived) -> Option<R> {
         None
     }
 }
 
 impl<R> Replay<R> for DecodeReplayer<R> {
-    fn kept<S: Store + ?Sized>(&self, _store: &S, _request: &Request) -> Option<R> {
-        None
-    }
-
     fn to_keep(&self, _result: &R) -> Option<Decoded> {
         None
     }
@@ -275,11 +260,11 @@ impl Derivation {
     /// type name of a marker defined in its body (`site`).
     #[must_use]
     #[inline(always)]
-    pub fn new<S: Store + ?Sized>(
+    pub fn new(
         options: &Options,
         cache: &NamespaceCache,
         site: &'static str,
-        store: &S,
+        local: Option<&MemoryStore>,
     ) -> Self {
         let (namespace, keys) = cache.0.get_or_init(|| {
             let namespace = namespace(options, site);
@@ -288,7 +273,7 @@ impl Derivation {
             (namespace, keys)
         });
         // Records that never leave this process need no key that other processes share.
-        let local = store.in_process();
+        let local = local.is_some();
         let key = if local {
             KeyHasher::local(keys)
         } else {
@@ -363,14 +348,13 @@ impl Derivation {
         if let Some(err) = self.invalid.take() {
             return Err(err);
         }
-        let codec = |err| Error::Codec(CodecError::new(namespace, CodecDetail::Key(err)));
-        let key = self.key.finish().map_err(codec)?;
+        let key = self.key.finish().map_err(Error::Key)?;
         let fingerprint = match &self.fingerprint {
-            Some(hasher) => hasher.finish_fingerprint().map_err(codec)?,
+            Some(hasher) => hasher.finish_fingerprint().map_err(Error::Key)?,
             None => Fingerprint::NONE,
         };
         Ok(Request {
-            namespace,
+            namespace: Namespace::from_static(namespace),
             key,
             fingerprint,
             lease: self.lease,
@@ -388,10 +372,12 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
     })
 }
 
-/// Runs one call: replays a completed record, waits for an attempt in flight, or claims
-/// the key and runs `body` under the claim.
+/// Runs one call on the engine: replays a completed record (decoding it, and keeping the
+/// decoded value for the next replays if `local` is a memory store in this process),
+/// waits for an attempt in flight, or claims the key and runs `body` under the claim.
 pub async fn execute<R, S, F, P>(
     store: &S,
+    local: Option<&MemoryStore>,
     options: &Options,
     derived: Derived,
     replayer: P,
@@ -409,67 +395,47 @@ where
         Ok(request) => request,
         Err(err) => return fail::<R>(err),
     };
-    let Request {
-        namespace,
-        key,
-        fingerprint,
-        ..
-    } = request;
-    let mismatch = || {
-        fail::<R>(Error::PayloadMismatch {
-            namespace: namespace.to_owned(),
-        })
+    let call = Call {
+        request,
+        ttl: options.ttl,
+        wait: options.wait,
     };
-    let mut started = None;
-    loop {
-        // The replay fast path again after every wait (the generated code tried it before
-        // the first look): a duplicate woken by a completion clones what the first replay
-        // decoded.
-        if started.is_some() {
-            if let Some(replay) = replayer.kept(store, &request) {
-                return replay;
-            }
+    let body = async move {
+        match body.await.into_ok() {
+            Ok(value) => Produced::Store(Json(value)),
+            Err(failure) => Produced::Discard(failure),
         }
-        let begin = match store.begin(&request).await {
-            Ok(begin) => begin,
-            Err(err) => return fail::<R>(Error::Store(err)),
-        };
-        match begin {
-            Begin::Completed(record) if record.fingerprint != fingerprint => return mismatch(),
-            Begin::Completed(record) => {
-                return match codec::decode(&record.value) {
-                    Ok(value) => {
-                        let replay = R::from_ok(value);
-                        if let Some(kept) = replayer.to_keep(&replay) {
-                            store.keep_decoded(&key, &record, kept);
-                        }
-                        replay
-                    }
-                    Err(detail) => fail::<R>(Error::Codec(CodecError::new(namespace, detail))),
-                };
-            }
-            Begin::InProgress(flight) if flight.fingerprint != fingerprint => return mismatch(),
-            Begin::InProgress(flight) => {
-                let now = Instant::now();
-                let since = *started.get_or_insert(now);
-                let deadline = since + options.wait;
-                if now >= deadline {
-                    return fail::<R>(Error::InProgress {
-                        namespace: namespace.to_owned(),
-                        waited: now - since,
-                    });
+    };
+    match engine::run(store, &call, body).await {
+        Ok(Finished::Fresh(Json(value))) => R::from_ok(value),
+        Ok(Finished::Failed(failure)) => failure,
+        Ok(Finished::Replayed(record)) => match codec::decode(&record) {
+            Ok(value) => {
+                let replay = R::from_ok(value);
+                if let (Some(memory), Some(kept)) = (local, replayer.to_keep(&replay)) {
+                    memory.keep(&call.request.key, &record, kept);
                 }
-                // Woken by the holder's completion or release; the lease bounds the wait
-                // on a holder that died, which sends no notice.
-                let recheck = deadline.min(now + flight.lease_remaining + LEASE_MARGIN);
-                // Boxed, like the claimed path: the hit path's future stays small.
-                let _ = Box::pin(tokio::time::timeout_at(recheck, flight.changed)).await;
+                replay
             }
-            Begin::Claimed(claim) => {
-                // Boxed: the replay path builds this future, so it is kept small.
-                return Box::pin(run_claimed(store, options, namespace, claim, body)).await;
-            }
-        }
+            Err(detail) => fail::<R>(Error::Codec(CodecError::new(
+                &call.request.namespace,
+                detail,
+            ))),
+        },
+        Err(err) => fail::<R>(err),
+    }
+}
+
+/// A function's `Ok` value, stored as a JSON record.
+struct Json<T>(T);
+
+impl<T: Serialize> Encode for Json<T> {
+    fn encode(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(codec::encode(&self.0).0)
+    }
+
+    fn encode_within(&self, budget: Duration) -> Option<Cow<'_, [u8]>> {
+        codec::encode_within(&self.0, budget).map(|(bytes, _)| Cow::Owned(bytes))
     }
 }
 
@@ -479,214 +445,4 @@ where
     R::Err: IdempotencyError,
 {
     R::from_err(R::Err::from(error))
-}
-
-/// Releases the claim if the call is dropped (cancelled) or its body panics.
-struct AbandonGuard<'a, S: Store + ?Sized> {
-    store: &'a S,
-    claim: Option<Claim>,
-}
-
-impl<S: Store + ?Sized> AbandonGuard<'_, S> {
-    fn claim(&self) -> &Claim {
-        self.claim
-            .as_ref()
-            .expect("the claim is held until disarmed")
-    }
-
-    fn disarm(&mut self) {
-        self.claim = None;
-    }
-}
-
-impl<S: Store + ?Sized> Drop for AbandonGuard<'_, S> {
-    fn drop(&mut self) {
-        if let Some(claim) = self.claim.take() {
-            self.store.abandon(claim);
-        }
-    }
-}
-
-async fn run_claimed<R, S, F>(
-    store: &S,
-    options: &Options,
-    namespace: &str,
-    claim: Claim,
-    body: F,
-) -> R
-where
-    R: IdempotentResult,
-    R::Ok: Stored,
-    R::Err: IdempotencyError,
-    S: Store + ?Sized,
-    F: Future<Output = R>,
-{
-    let mut guard = AbandonGuard {
-        store,
-        claim: Some(claim),
-    };
-    let claim = guard.claim().clone();
-    // The lease covers the body, the encoding of its result and the completion write: a
-    // claim that lapsed before its record was written would let a duplicate run the body.
-    let step = match with_renewal(store, &claim, body).await.into_ok() {
-        Ok(value) => {
-            let completed =
-                with_renewal(store, &claim, complete(store, &claim, &value, options.ttl)).await;
-            Ok((value, completed))
-        }
-        Err(failure) => Err(failure),
-    };
-    match step {
-        Ok((value, completed)) => {
-            guard.disarm();
-            match completed {
-                Err(err) if err.is_lease_lost() => fail::<R>(Error::LeaseLost {
-                    namespace: namespace.to_owned(),
-                }),
-                // The body ran and succeeded: its caller gets the value even if the store
-                // could not record it. The claim is not released, so duplicates wait for its
-                // lease to lapse rather than run the body again at once.
-                Ok(()) | Err(_) => R::from_ok(value),
-            }
-        }
-        Err(failure) => {
-            // Nothing is stored: the next caller runs the body. If the release fails, the
-            // lease frees the key instead.
-            let _ = store.release(&claim).await;
-            guard.disarm();
-            failure
-        }
-    }
-}
-
-/// Encodes `value` and completes the claim with it. A result over the store's size limit
-/// completes it with a record that says so instead: its duplicates then get
-/// [`Error::Codec`] rather than run the body again, every one of them, for the TTL.
-async fn complete<S, T>(
-    store: &S,
-    claim: &Claim,
-    value: &T,
-    ttl: Duration,
-) -> Result<(), StoreError>
-where
-    S: Store + ?Sized,
-    T: Serialize,
-{
-    let (bytes, _unencodable) = encode_renewing(store, claim, value);
-    let completed = store.complete(claim, &bytes, ttl).await;
-    codec::recycle(bytes);
-    match completed {
-        Err(err) if err.is_too_large() => {
-            let marker = codec::unreplayable(&err.to_string());
-            store.complete(claim, &marker, ttl).await
-        }
-        completed => completed,
-    }
-}
-
-/// Encodes a result while its claim stays renewed. The task that encodes cannot renew
-/// meanwhile, so an encoding that runs past a quarter of the lease (a slow `Serialize`) or
-/// writes a megabyte at once (a large result) starts again beside a thread of its own that
-/// renews the claim.
-fn encode_renewing<S, T>(store: &S, claim: &Claim, value: &T) -> (Vec<u8>, Option<CodecDetail>)
-where
-    S: Store + ?Sized,
-    T: Serialize,
-{
-    if let Some(encoded) = codec::encode_within(value, claim.lease() / 4) {
-        return encoded;
-    }
-    let stop = Stop::default();
-    std::thread::scope(|scope| {
-        // A machine out of threads encodes unrenewed, as before: still no panic.
-        let renewing = std::thread::Builder::new()
-            .name("idempotency-renew".into())
-            .spawn_scoped(scope, || keep_renewing(store, claim, &stop));
-        let encoded = codec::encode(value);
-        stop.set();
-        drop(renewing);
-        encoded
-    })
-}
-
-/// Renews `claim` now and at every third of its lease, until `stop` is set, on a runtime
-/// of this thread's own: the caller's may be a current-thread runtime that is busy
-/// encoding.
-fn keep_renewing<S: Store + ?Sized>(store: &S, claim: &Claim, stop: &Stop) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    else {
-        return;
-    };
-    let interval = (claim.lease() / 3).max(Duration::from_millis(1));
-    loop {
-        let renewed =
-            runtime.block_on(async { tokio::time::timeout(interval, store.renew(claim)).await });
-        if matches!(renewed, Ok(Err(err)) if err.is_lease_lost()) || stop.wait(interval) {
-            return;
-        }
-    }
-}
-
-/// A flag one thread sets and another waits for.
-#[derive(Default)]
-struct Stop {
-    set: std::sync::Mutex<bool>,
-    changed: std::sync::Condvar,
-}
-
-impl Stop {
-    fn set(&self) {
-        *self
-            .set
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-        self.changed.notify_all();
-    }
-
-    /// Waits at most `timeout` for the flag; whether it is set.
-    fn wait(&self, timeout: Duration) -> bool {
-        let set = self
-            .set
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (set, _) = self
-            .changed
-            .wait_timeout_while(set, timeout, |set| !*set)
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *set
-    }
-}
-
-/// Polls `body` and, while it runs, renews the claim at a third of its lease so that a
-/// slow body keeps its claim for as long as its process lives.
-async fn with_renewal<S, F>(store: &S, claim: &Claim, body: F) -> F::Output
-where
-    S: Store + ?Sized,
-    F: Future,
-{
-    let mut body = pin!(body);
-    let mut renewal = pin!(async {
-        // Never a busy loop, whatever lease a store grants.
-        let interval = (claim.lease() / 3).max(Duration::from_millis(1));
-        loop {
-            tokio::time::sleep(interval).await;
-            match store.renew(claim).await {
-                // Fenced off: the completion will be refused too; let the body finish.
-                Err(err) if err.is_lease_lost() => break,
-                // A store hiccup: the next renewal may succeed, well within the lease.
-                Ok(()) | Err(_) => {}
-            }
-        }
-        std::future::pending::<()>().await;
-    });
-    poll_fn(|cx| {
-        if let Poll::Ready(output) = body.as_mut().poll(cx) {
-            return Poll::Ready(output);
-        }
-        let _ = renewal.as_mut().poll(cx);
-        Poll::Pending
-    })
-    .await
 }

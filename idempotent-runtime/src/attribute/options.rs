@@ -24,12 +24,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// The default `ttl`: 24 hours, the usual retention of idempotency keys.
-    pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-    /// The default `wait`: 30 seconds, the usual timeout of an HTTP client.
-    pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+    /// The default `ttl` (the engine's).
+    pub const DEFAULT_TTL: Duration = crate::engine::Call::DEFAULT_TTL;
+    /// The default `wait` (the engine's).
+    pub const DEFAULT_WAIT: Duration = crate::engine::Call::DEFAULT_WAIT;
 }
-
-/// Extra time a waiter gives a holder past the end of its lease before looking again, so
-/// that a renewal in flight is not mistaken for a dead holder.
-pub(crate) const LEASE_MARGIN: Duration = Duration::from_millis(25);

@@ -3,11 +3,10 @@
 use crate::clock;
 use crate::error::StoreError;
 use crate::key::{Fingerprint, Key};
-use crate::store::record::{
-    Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token,
-};
+use crate::store::record::{Begin, Claim, Completed, InFlight, Notification, Request, Token};
 use crate::store::Store;
 use parking_lot::Mutex;
+use std::any::Any;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -54,7 +53,16 @@ struct Shared {
     tokens: AtomicU64,
     lease: Duration,
     sweep_interval: Duration,
-    epoch: Nanos,
+    clock: Clock,
+}
+
+/// Where the store reads the time.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    /// The coarse monotonic clock, from this point on (see [`clock`]).
+    Coarse { epoch: Nanos },
+    /// Tokio's clock, which tests can pause and advance.
+    Tokio { epoch: tokio::time::Instant },
 }
 
 /// Keeps each shard's lock on its own cache lines.
@@ -166,6 +174,10 @@ struct Extra {
     decoded: Option<Decoded>,
 }
 
+/// The decoded form of a completed record, kept so that replays in this process clone it
+/// instead of decoding the bytes again (the fast path of [`InProcess`](crate::store::InProcess)).
+pub(crate) type Decoded = Arc<dyn Any + Send + Sync>;
+
 impl CompletedSlot {
     fn fingerprint(&self) -> Fingerprint {
         self.extra
@@ -258,6 +270,7 @@ const MIN_SWEEP: usize = 64;
 pub struct MemoryStoreBuilder {
     lease: Duration,
     sweep_interval: Duration,
+    tokio_clock: bool,
 }
 
 impl MemoryStoreBuilder {
@@ -296,6 +309,39 @@ impl MemoryStoreBuilder {
         self
     }
 
+    /// Reads the time from Tokio's clock instead of the system's, so that a test which
+    /// pauses Tokio's time (`#[tokio::test(start_paused = true)]`) expires records and
+    /// lapses leases with `tokio::time::advance` instead of sleeping. Tokio's clock takes
+    /// about 20 ns longer to read than the coarse clock the store reads by default, on
+    /// every call: it is meant for tests.
+    ///
+    /// ```
+    /// use idempotent_runtime::MemoryStore;
+    /// use std::time::Duration;
+    ///
+    /// #[idempotency::idempotent(ttl = "1h", store = store, skip(store))]
+    /// async fn stamp(store: &MemoryStore, n: u64) -> Result<u64, idempotency::Error> {
+    /// #   let _ = store;
+    ///     Ok(n)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// tokio::time::pause();
+    /// let store = MemoryStore::builder().tokio_clock().build();
+    /// stamp(&store, 7).await.unwrap();
+    /// assert_eq!(store.len(), 1);
+    /// tokio::time::advance(Duration::from_secs(3601)).await;
+    /// store.purge_expired();
+    /// assert_eq!(store.len(), 0);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn tokio_clock(mut self) -> Self {
+        self.tokio_clock = true;
+        self
+    }
+
     /// Builds the store.
     #[must_use]
     pub fn build(self) -> MemoryStore {
@@ -308,7 +354,15 @@ impl MemoryStoreBuilder {
                 tokens: AtomicU64::new(1),
                 lease: self.lease,
                 sweep_interval: self.sweep_interval,
-                epoch: clock::now(),
+                clock: if self.tokio_clock {
+                    Clock::Tokio {
+                        epoch: tokio::time::Instant::now(),
+                    }
+                } else {
+                    Clock::Coarse {
+                        epoch: clock::now(),
+                    }
+                },
             }),
         }
     }
@@ -350,6 +404,7 @@ impl MemoryStore {
         MemoryStoreBuilder {
             lease: Self::DEFAULT_LEASE,
             sweep_interval: Self::DEFAULT_SWEEP_INTERVAL,
+            tokio_clock: false,
         }
     }
 
@@ -412,8 +467,12 @@ impl MemoryStore {
         }
     }
 
+    #[inline]
     fn now(&self) -> Nanos {
-        clock::now().saturating_sub(self.inner.epoch)
+        match self.inner.clock {
+            Clock::Coarse { epoch } => clock::now().saturating_sub(epoch),
+            Clock::Tokio { epoch } => u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
     }
 
     fn deadline(now: Nanos, after: Duration) -> Nanos {
@@ -639,47 +698,48 @@ impl Store for MemoryStore {
     fn abandon(&self, claim: Claim) {
         self.remove_claim(&claim);
     }
+}
 
-    fn in_process(&self) -> bool {
-        true
-    }
-
-    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
+/// The replay fast path, for [`InProcess`](crate::store::InProcess) callers.
+impl MemoryStore {
+    /// The decoded value kept for `request.key`, if its record is completed, with
+    /// `request.fingerprint`, and a replay offered one ([`MemoryStore::keep`]). Only a
+    /// reference is taken under the shard lock: the caller clones the value after it.
+    #[inline]
+    pub(crate) fn kept(&self, request: &Request) -> Option<Decoded> {
         let now = self.now();
         let shard = self.lock(&request.key, now);
         match shard.map.get(&request.key) {
             Some(Slot::Completed(completed))
                 if completed.expires_at > now && completed.fingerprint() == request.fingerprint =>
             {
-                match completed
-                    .extra
-                    .as_ref()
-                    .and_then(|extra| extra.decoded.as_ref())
-                {
-                    Some(decoded) => replay(decoded),
-                    None => false,
-                }
+                completed.extra.as_ref()?.decoded.clone()
             }
-            _ => false,
+            _ => None,
         }
     }
 
-    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
-        self.with_slot(key, |map, _| {
-            if let Some(Slot::Completed(completed)) = map.get_mut(key) {
-                // Only for the very record that was decoded, not one that replaced it.
-                if Arc::ptr_eq(&completed.value, &record.value) {
+    /// Keeps `decoded`, the decoded form of `value`, which this process just replayed from
+    /// `key`, for the later replays of the same record ([`MemoryStore::kept`]); not for a
+    /// record that has replaced it since.
+    pub(crate) fn keep(&self, key: &Key, value: &Arc<[u8]>, decoded: Decoded) {
+        let replaced = {
+            let mut shard = self.lock(key, self.now());
+            match shard.map.get_mut(key) {
+                Some(Slot::Completed(completed)) if Arc::ptr_eq(&completed.value, value) => {
                     let extra = completed.extra.get_or_insert_with(|| {
                         Box::new(Extra {
                             fingerprint: Fingerprint::NONE,
                             decoded: None,
                         })
                     });
-                    extra.decoded = Some(decoded);
+                    extra.decoded.replace(decoded)
                 }
+                _ => Some(decoded),
             }
-            ((), None)
-        });
+        };
+        // The user's `Drop` runs after the lock.
+        drop(replaced);
     }
 }
 

@@ -55,7 +55,7 @@ use waiters::{listen, Listener, Waiters};
 /// use idempotent_runtime::{set_default_store, RedisStore};
 /// use std::time::Duration;
 ///
-/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::builder("redis://127.0.0.1:6379")
 ///     .prefix("orders-service")
 ///     .lease(Duration::from_secs(10))
@@ -941,7 +941,7 @@ impl Store for RedisStore {
         let lease = request.lease.unwrap_or(self.inner.lease);
         let token = fresh_token();
         let claim = claimed_record(token, request.fingerprint);
-        let record = self.record_key(request.namespace, &request.key);
+        let record = self.record_key(&request.namespace, &request.key);
         let mut conn = self.conn();
         let mut unconfirmed = Unconfirmed {
             store: self,

@@ -5,7 +5,7 @@
 //! a check a test body as it is:
 //!
 //! ```
-//! use idempotent_runtime::conformance::{self, Settings};
+//! use idempotent_runtime::store::conformance::{self, Settings};
 //! use idempotent_runtime::MemoryStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -91,7 +91,7 @@ fn fingerprint(byte: u8) -> Fingerprint {
 
 fn request(key: Key, fingerprint: Fingerprint, lease: Duration) -> Request {
     Request {
-        namespace: "idempotency.conformance",
+        namespace: "idempotency.conformance".into(),
         key,
         fingerprint,
         lease: Some(lease),

@@ -4,13 +4,19 @@
 pub mod conformance;
 pub mod record;
 
-use crate::error::{Error, StoreError};
-use crate::key::Key;
+mod default;
+pub(crate) mod in_process;
+
+pub use crate::error::StoreError;
+pub use crate::key::{Fingerprint, Key};
+pub use default::{default_store, set_default_store, DefaultStore, DefaultStoreAlreadySet};
+pub use in_process::InProcess;
+pub use record::{Begin, Claim, Completed, InFlight, Namespace, Notification, Request, Token};
+
+#[cfg(doc)]
 use crate::memory::MemoryStore;
-use crate::store::record::{Begin, Claim, Completed, Decoded, Request};
 use std::future::Future;
-use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where records live, and the atomic steps that move a record between its states (see
@@ -45,10 +51,10 @@ use std::time::Duration;
 ///   panics: it must not block, and should release the claim promptly (a store that does
 ///   I/O spawns the release); the lease is only the backstop.
 ///
-/// Three provided methods are for stores in this process only, and keep their defaults
-/// elsewhere: [`in_process`](Store::in_process) (process-local keys),
-/// [`keep_decoded`](Store::keep_decoded) and [`with_decoded`](Store::with_decoded) (replays
-/// that clone a decoded value instead of decoding).
+/// Nothing else is asked of a store. The embedded [`MemoryStore`] also gives replays in
+/// this process a fast path (process-local keys, results cloned rather than decoded),
+/// through the separate [`InProcess`] trait; a store that wraps it loses nothing else by
+/// not implementing that trait.
 ///
 /// The conformance suite (the `conformance` module, behind the feature of that name)
 /// checks these rules; every store of this crate passes it.
@@ -58,7 +64,8 @@ use std::time::Duration;
 /// A store that counts the calls of another, to show the shape of an implementation:
 ///
 /// ```
-/// use idempotent_runtime::{Begin, Claim, MemoryStore, Request, Store, StoreError};
+/// use idempotent_runtime::store::{Begin, Claim, Request, Store, StoreError};
+/// use idempotent_runtime::MemoryStore;
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::time::Duration;
 ///
@@ -109,32 +116,6 @@ pub trait Store: Send + Sync {
 
     /// Releases the claim of an attempt that was cancelled or panicked, without blocking.
     fn abandon(&self, claim: Claim);
-
-    /// Offers the decoded form of `record`, which this process just replayed from `key`,
-    /// so that later replays here can clone it instead of decoding the bytes again (see
-    /// [`Store::with_decoded`]). Only a store in this process can keep it, and only while
-    /// the record is the same one (`record.value` the same bytes); the default ignores it.
-    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
-        let _ = (key, record, decoded);
-    }
-
-    /// The replay fast path of a store in this process: if `request.key` is completed, with
-    /// `request.fingerprint`, and a decoded value is kept for it, passes that value to
-    /// `replay` (under whatever protects it) and returns what `replay` returned. `false`
-    /// means the caller goes the usual way, through [`Store::begin`]. The default always
-    /// returns `false`.
-    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
-        let _ = (request, replay);
-        false
-    }
-
-    /// Whether the records live in this process only, as in [`MemoryStore`]. Such a store
-    /// is given process-local keys ([`KeyHasher::local`](crate::KeyHasher::local)), which
-    /// are cheaper to compute; a store shared between processes must keep the default,
-    /// `false`, so that every process derives the same keys.
-    fn in_process(&self) -> bool {
-        false
-    }
 }
 
 macro_rules! forward_store {
@@ -160,176 +141,8 @@ macro_rules! forward_store {
             fn abandon(&self, claim: Claim) {
                 (**self).abandon(claim);
             }
-            fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
-                (**self).keep_decoded(key, record, decoded);
-            }
-            fn in_process(&self) -> bool {
-                (**self).in_process()
-            }
-            fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
-                (**self).with_decoded(request, replay)
-            }
         }
     )*};
 }
 
 forward_store!(&S, Arc<S>, Box<S>);
-
-type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// [`Store`] with boxed futures, so that any store can sit behind one pointer.
-trait ErasedStore: Send + Sync {
-    fn begin<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Begin, StoreError>>;
-    fn renew<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn complete<'a>(
-        &'a self,
-        claim: &'a Claim,
-        value: &'a [u8],
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn abandon(&self, claim: Claim);
-    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded);
-    fn in_process(&self) -> bool;
-    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool;
-}
-
-impl<S: Store> ErasedStore for S {
-    fn begin<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Begin, StoreError>> {
-        Box::pin(Store::begin(self, request))
-    }
-    fn renew<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(Store::renew(self, claim))
-    }
-    fn complete<'a>(
-        &'a self,
-        claim: &'a Claim,
-        value: &'a [u8],
-        ttl: Duration,
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(Store::complete(self, claim, value, ttl))
-    }
-    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(Store::release(self, claim))
-    }
-    fn abandon(&self, claim: Claim) {
-        Store::abandon(self, claim);
-    }
-    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
-        Store::keep_decoded(self, key, record, decoded);
-    }
-    fn in_process(&self) -> bool {
-        Store::in_process(self)
-    }
-    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
-        Store::with_decoded(self, request, replay)
-    }
-}
-
-/// The process-wide default store: the embedded [`MemoryStore`], unless the application
-/// installed another one with [`set_default_store`] before the first call.
-///
-/// The memory store is called directly, without boxing, since its hits are the hot path.
-pub struct DefaultStore(Inner);
-
-impl std::fmt::Debug for DefaultStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
-            Inner::Memory(store) => f.debug_tuple("DefaultStore").field(store).finish(),
-            Inner::Installed(_) => f.write_str("DefaultStore(installed)"),
-        }
-    }
-}
-
-enum Inner {
-    Memory(MemoryStore),
-    Installed(Box<dyn ErasedStore>),
-}
-
-static DEFAULT: OnceLock<DefaultStore> = OnceLock::new();
-
-/// The store used by `#[idempotent]` functions that have no `store = ..` option.
-///
-/// The first use fixes it: [`set_default_store`] fails afterwards.
-///
-/// ```
-/// let store = idempotent_runtime::default_store();
-/// # let _ = store;
-/// ```
-pub fn default_store() -> &'static DefaultStore {
-    DEFAULT.get_or_init(|| DefaultStore(Inner::Memory(MemoryStore::new())))
-}
-
-/// Installs `store` as the process-wide default, for every `#[idempotent]` function
-/// without a `store = ..` option. Call it once at start-up, before the first such call.
-///
-/// # Errors
-///
-/// [`Error::DefaultStoreAlreadySet`] if a default store was already installed, or was
-/// already used (and so fixed to the embedded memory store): records already written to
-/// one store must not silently vanish behind another.
-///
-/// ```
-/// use idempotent_runtime::{set_default_store, Error, MemoryStore};
-/// use std::time::Duration;
-///
-/// let store = MemoryStore::builder().lease(Duration::from_secs(10)).build();
-/// set_default_store(store).expect("first install");
-/// assert!(matches!(set_default_store(MemoryStore::new()), Err(Error::DefaultStoreAlreadySet)));
-/// ```
-pub fn set_default_store<S: Store + 'static>(store: S) -> Result<(), Error> {
-    DEFAULT
-        .set(DefaultStore(Inner::Installed(Box::new(store))))
-        .map_err(|_| Error::DefaultStoreAlreadySet)
-}
-
-impl Store for DefaultStore {
-    async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
-        match &self.0 {
-            Inner::Memory(store) => Store::begin(store, request).await,
-            Inner::Installed(store) => ErasedStore::begin(&**store, request).await,
-        }
-    }
-    async fn renew(&self, claim: &Claim) -> Result<(), StoreError> {
-        match &self.0 {
-            Inner::Memory(store) => Store::renew(store, claim).await,
-            Inner::Installed(store) => ErasedStore::renew(&**store, claim).await,
-        }
-    }
-    async fn complete(&self, claim: &Claim, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
-        match &self.0 {
-            Inner::Memory(store) => Store::complete(store, claim, value, ttl).await,
-            Inner::Installed(store) => ErasedStore::complete(&**store, claim, value, ttl).await,
-        }
-    }
-    async fn release(&self, claim: &Claim) -> Result<(), StoreError> {
-        match &self.0 {
-            Inner::Memory(store) => Store::release(store, claim).await,
-            Inner::Installed(store) => ErasedStore::release(&**store, claim).await,
-        }
-    }
-    fn abandon(&self, claim: Claim) {
-        match &self.0 {
-            Inner::Memory(store) => Store::abandon(store, claim),
-            Inner::Installed(store) => ErasedStore::abandon(&**store, claim),
-        }
-    }
-    fn keep_decoded(&self, key: &Key, record: &Completed, decoded: Decoded) {
-        match &self.0 {
-            Inner::Memory(store) => Store::keep_decoded(store, key, record, decoded),
-            Inner::Installed(store) => ErasedStore::keep_decoded(&**store, key, record, decoded),
-        }
-    }
-    fn in_process(&self) -> bool {
-        match &self.0 {
-            Inner::Memory(store) => Store::in_process(store),
-            Inner::Installed(store) => ErasedStore::in_process(&**store),
-        }
-    }
-    fn with_decoded(&self, request: &Request, replay: &mut dyn FnMut(&Decoded) -> bool) -> bool {
-        match &self.0 {
-            Inner::Memory(store) => Store::with_decoded(store, request, replay),
-            Inner::Installed(store) => ErasedStore::with_decoded(&**store, request, replay),
-        }
-    }
-}

@@ -6,19 +6,114 @@
 //! A failed or cancelled attempt takes the record from in progress back to vacant.
 
 use crate::key::{Fingerprint, Key};
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The name of a family of records: a function's `name = ".."` or path, or a route built
+/// at run time. It is already part of every [`Key`] made in it, which alone identifies a
+/// record; stores use it for bookkeeping a person can read (a Redis key name).
+///
+/// A static name costs nothing to clone; a name built at run time is shared, not copied.
+///
+/// ```
+/// use idempotent_runtime::store::Namespace;
+///
+/// let fixed = Namespace::from_static("orders.create");
+/// let route = Namespace::from(format!("POST {}", "/orders"));
+/// assert_eq!(fixed.as_str(), "orders.create");
+/// assert_eq!(route, Namespace::from("POST /orders"));
+/// ```
+#[derive(Clone)]
+pub struct Namespace(Name);
+
+#[derive(Clone)]
+enum Name {
+    Static(&'static str),
+    Shared(Arc<str>),
+}
+
+impl Namespace {
+    /// A namespace known at compile time.
+    #[must_use]
+    pub const fn from_static(name: &'static str) -> Self {
+        Namespace(Name::Static(name))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Name::Static(name) => name,
+            Name::Shared(name) => name,
+        }
+    }
+}
+
+impl std::ops::Deref for Namespace {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Namespace {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Namespace {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Namespace {}
+
+impl std::hash::Hash for Namespace {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&'static str> for Namespace {
+    fn from(name: &'static str) -> Self {
+        Namespace::from_static(name)
+    }
+}
+
+impl From<String> for Namespace {
+    fn from(name: String) -> Self {
+        Namespace(Name::Shared(name.into()))
+    }
+}
+
+impl From<Arc<str>> for Namespace {
+    fn from(name: Arc<str>) -> Self {
+        Namespace(Name::Shared(name))
+    }
+}
+
 /// What one call asks of the store in [`Store::begin`](crate::Store::begin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// The function's namespace, for the store's own bookkeeping (a key name a person can
-    /// read). It is already part of `key`, which alone identifies the record.
-    pub namespace: &'static str,
+    /// The namespace of the record, for the store's own bookkeeping.
+    pub namespace: Namespace,
     /// The record's key.
     pub key: Key,
     /// The payload fingerprint the record is claimed with, or that it must already have.
@@ -48,7 +143,7 @@ impl Claim {
     #[must_use]
     pub fn new(request: &Request, token: Token, lease: Duration) -> Self {
         Claim {
-            request: *request,
+            request: request.clone(),
             token,
             lease,
         }
@@ -60,10 +155,10 @@ impl Claim {
         &self.request.key
     }
 
-    /// The namespace of the function that claimed it.
+    /// The namespace of the record.
     #[must_use]
-    pub fn namespace(&self) -> &'static str {
-        self.request.namespace
+    pub fn namespace(&self) -> &Namespace {
+        &self.request.namespace
     }
 
     /// The claim's fencing token.
@@ -84,11 +179,6 @@ impl Claim {
         self.lease
     }
 }
-
-/// The decoded form of a completed record, kept by a store in this process so that
-/// replays clone it instead of decoding the bytes again (see
-/// [`Store::keep_decoded`](crate::Store::keep_decoded)).
-pub type Decoded = Arc<dyn Any + Send + Sync>;
 
 /// A completed record: the encoded result of the attempt that succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,7 +214,7 @@ impl fmt::Debug for InFlight {
 /// bound the wait), but then waiters notice a completion only when the lease runs out.
 ///
 /// ```
-/// use idempotent_runtime::Notification;
+/// use idempotent_runtime::store::Notification;
 ///
 /// let (tx, mut rx) = tokio::sync::watch::channel(());
 /// let changed = Notification::new(async move {
