@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{AppError, Gate, Probe};
-use idempotency::{idempotent, Error, Outcome};
+use common::{AppError, Gate, Plain, Probe};
+use idempotency::{idempotent, Error, MemoryStore, Outcome};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
@@ -51,53 +51,104 @@ async fn sequential_duplicates_run_body_once_and_replay_an_equal_value() {
     assert_eq!(other.id, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_duplicates_wait_on_the_keyed_mutex_and_run_body_once() {
-    const CALLS: usize = 500;
-    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    #[idempotent(store = &*STORE)]
-    async fn create_order(
-        customer: u64,
-        sku: String,
-        qty: u32,
-    ) -> Result<Outcome<Order>, AppError> {
-        let id = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
-        // Hold the key until every other caller has found it in progress.
-        STORE.until_busy(CALLS - 1).await;
-        Ok(Outcome::fresh(Order {
-            id,
-            customer,
-            sku,
-            qty,
-        }))
-    }
+/// The parallel-duplicate tests, on each path a memory store can be called by: the
+/// in-process fast path (`Probe` keeps it), and the path of a store without it (`Plain`:
+/// stable keys, a decode on every replay).
+macro_rules! parallel_duplicates {
+    ($($path:ident: $inner:ty),* $(,)?) => {$(
+    mod $path {
+        use super::*;
 
-    let start = Arc::new(tokio::sync::Barrier::new(CALLS));
-    let calls: Vec<_> = (0..CALLS)
-        .map(|_| {
-            let start = Arc::clone(&start);
-            tokio::spawn(async move {
-                start.wait().await;
-                create_order(9, "lamp".into(), 1).await.unwrap()
-            })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for call in calls {
-        outcomes.push(call.await.unwrap());
-    }
+        type Inner = $inner;
 
-    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
-    assert_eq!(outcomes.iter().filter(|o| !o.is_replayed()).count(), 1);
-    assert!(outcomes.iter().all(|o| **o == *outcomes[0]));
-    // No spinning: one claim, one "in progress" answer per waiter, then one look after the
-    // wake-up that finds the result.
-    assert_eq!(STORE.claims(), 1);
-    assert_eq!(STORE.busy(), CALLS - 1);
-    assert_eq!(STORE.begins(), 1 + 2 * (CALLS - 1));
-    assert_eq!(STORE.inner.in_flight(), 0);
-    assert_eq!(STORE.inner.len(), 1);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn parallel_duplicates_wait_on_the_keyed_mutex_and_run_body_once() {
+            const CALLS: usize = 500;
+            static STORE: LazyLock<Probe<Inner>> = LazyLock::new(Probe::default);
+            static RUNS: AtomicUsize = AtomicUsize::new(0);
+            #[idempotent(store = &*STORE)]
+            async fn create_order(
+                customer: u64,
+                sku: String,
+                qty: u32,
+            ) -> Result<Outcome<Order>, AppError> {
+                let id = RUNS.fetch_add(1, Ordering::SeqCst) + 1;
+                // Hold the key until every other caller has found it in progress.
+                STORE.until_busy(CALLS - 1).await;
+                Ok(Outcome::fresh(Order {
+                    id,
+                    customer,
+                    sku,
+                    qty,
+                }))
+            }
+
+            let start = Arc::new(tokio::sync::Barrier::new(CALLS));
+            let calls: Vec<_> = (0..CALLS)
+                .map(|_| {
+                    let start = Arc::clone(&start);
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        create_order(9, "lamp".into(), 1).await.unwrap()
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            for call in calls {
+                outcomes.push(call.await.unwrap());
+            }
+
+            assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+            assert_eq!(outcomes.iter().filter(|o| !o.is_replayed()).count(), 1);
+            assert!(outcomes.iter().all(|o| **o == *outcomes[0]));
+            // No spinning: one claim, one "in progress" answer per waiter, then one look after the
+            // wake-up that finds the result.
+            assert_eq!(STORE.claims(), 1);
+            assert_eq!(STORE.busy(), CALLS - 1);
+            assert_eq!(STORE.begins(), 1 + 2 * (CALLS - 1));
+            assert_eq!(STORE.inner.in_flight(), 0);
+            assert_eq!(STORE.inner.len(), 1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn a_failed_attempt_stores_nothing_and_the_next_waiter_runs() {
+            const CALLS: usize = 20;
+            static STORE: LazyLock<Probe<Inner>> = LazyLock::new(Probe::default);
+            static RUNS: AtomicUsize = AtomicUsize::new(0);
+            #[idempotent(store = &*STORE)]
+            async fn charge(customer: u64, amount: u64) -> Result<String, AppError> {
+                let attempt = RUNS.fetch_add(1, Ordering::SeqCst);
+                if attempt == 0 {
+                    STORE.until_busy(CALLS - 1).await;
+                    return Err(AppError::Body("card declined"));
+                }
+                Ok(format!("charged {customer} {amount} on attempt {attempt}"))
+            }
+
+            let calls: Vec<_> = (0..CALLS).map(|_| tokio::spawn(charge(5, 100))).collect();
+            let mut failures = 0;
+            let mut values = Vec::new();
+            for call in calls {
+                match call.await.unwrap() {
+                    Err(AppError::Body("card declined")) => failures += 1,
+                    Ok(value) => values.push(value),
+                    Err(other) => panic!("unexpected {other:?}"),
+                }
+            }
+            assert_eq!(failures, 1);
+            assert_eq!(values.len(), CALLS - 1);
+            assert!(values.iter().all(|v| v == "charged 5 100 on attempt 1"));
+            assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+            assert_eq!(STORE.releases(), 1);
+            assert_eq!(STORE.completes(), 1);
+        }
+    }
+    )*};
+}
+
+parallel_duplicates! {
+    fast_path: MemoryStore,
+    plain_path: Plain,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -131,39 +182,6 @@ async fn distinct_keys_never_wait_for_each_other() {
         (0..CALLS as u64).map(|c| c * 2).collect::<Vec<_>>()
     );
     assert_eq!(RUNS.load(Ordering::SeqCst), CALLS);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failed_attempt_stores_nothing_and_the_next_waiter_runs() {
-    const CALLS: usize = 20;
-    static STORE: LazyLock<Probe> = LazyLock::new(Probe::default);
-    static RUNS: AtomicUsize = AtomicUsize::new(0);
-    #[idempotent(store = &*STORE)]
-    async fn charge(customer: u64, amount: u64) -> Result<String, AppError> {
-        let attempt = RUNS.fetch_add(1, Ordering::SeqCst);
-        if attempt == 0 {
-            STORE.until_busy(CALLS - 1).await;
-            return Err(AppError::Body("card declined"));
-        }
-        Ok(format!("charged {customer} {amount} on attempt {attempt}"))
-    }
-
-    let calls: Vec<_> = (0..CALLS).map(|_| tokio::spawn(charge(5, 100))).collect();
-    let mut failures = 0;
-    let mut values = Vec::new();
-    for call in calls {
-        match call.await.unwrap() {
-            Err(AppError::Body("card declined")) => failures += 1,
-            Ok(value) => values.push(value),
-            Err(other) => panic!("unexpected {other:?}"),
-        }
-    }
-    assert_eq!(failures, 1);
-    assert_eq!(values.len(), CALLS - 1);
-    assert!(values.iter().all(|v| v == "charged 5 100 on attempt 1"));
-    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
-    assert_eq!(STORE.releases(), 1);
-    assert_eq!(STORE.completes(), 1);
 }
 
 #[tokio::test]

@@ -136,6 +136,13 @@ impl<S: InProcess> InProcess for Probe<S> {
 #[derive(Default)]
 pub struct Plain<S = MemoryStore>(pub S);
 
+impl<S> std::ops::Deref for Plain<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
 impl<S: Store> Store for Plain<S> {
     async fn begin(&self, request: &Request) -> Result<Begin, StoreError> {
         self.0.begin(request).await
