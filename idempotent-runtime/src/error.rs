@@ -307,3 +307,44 @@ impl std::error::Error for CodecError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    /// Every layer of an error chain says its own part: `anyhow`'s `{:#}` and `tracing`
+    /// print each cause once.
+    #[test]
+    fn no_message_repeats_its_source() {
+        struct Unkeyable;
+        impl serde::Serialize for Unkeyable {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("a socket has no key"))
+            }
+        }
+        let decode = serde_json::from_slice::<u64>(b"\"x\"").unwrap_err();
+        let mut hasher = crate::KeyHasher::new("orders");
+        let key = hasher.arg("conn", &Unkeyable).finish().unwrap_err();
+        let errors = [
+            Error::Store(StoreError::backend(std::io::Error::other(
+                "connection refused",
+            ))),
+            Error::InvalidKey(InvalidKey::Empty),
+            Error::Key(key),
+            Error::Codec(CodecError::new("orders", CodecDetail::Decode(decode))),
+            Error::LeaseLost {
+                namespace: "orders".into(),
+            },
+        ];
+        for err in &errors {
+            let mut layer: &dyn std::error::Error = err;
+            while let Some(source) = layer.source() {
+                let (outer, inner) = (layer.to_string(), source.to_string());
+                assert!(!outer.contains(&inner), "{outer:?} repeats {inner:?}");
+                layer = source;
+            }
+        }
+        assert!(errors[0].source().is_some() && errors[3].source().is_some());
+    }
+}
