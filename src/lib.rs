@@ -66,7 +66,9 @@
 ///
 /// # Options
 ///
-/// All optional, in any order. Mistakes are compile errors on the offending tokens.
+/// All optional, in any order. Mistakes are compile errors on the offending tokens, all of
+/// them in one build: a broken option (`ttl = ,`, `skip(a,,b)`) is reported and the
+/// options after it are still checked.
 ///
 /// | option | meaning | default |
 /// |---|---|---|
@@ -78,6 +80,7 @@
 /// | `scope(a, ..)` | with `key`: parameters (tenant, user) that partition the key space | none |
 /// | `name = "orders.create"` | the key namespace; keeps keys stable across renames and moves | the function's path |
 /// | `store = expr` | the [`Store`] for this function, evaluated per call (`&S`, `Arc<S>` or `S`) | [`default_store()`] |
+/// | `crate = path` | where the generated code finds this crate, for a renamed dependency (`crate = ::idem`) or a re-export (`crate = my_sdk::idempotency`, `crate = $crate::idempotency` in a `macro_rules!`); every path the expansion writes goes through it | `::idempotency` |
 ///
 /// # Keys and namespaces
 ///
