@@ -54,7 +54,8 @@
 ///
 /// The function must be an `async fn` returning `Result<T, E>` (an alias such as
 /// `AppResult<T>` works) where `T: Serialize + DeserializeOwned` and
-/// `E: From<idempotency::Error>`. Its signature is kept; its body is rewritten to:
+/// `E: From<idempotency::Error>`. The type must be named, not `impl Trait`: a replay
+/// decodes the stored value into it. Its signature is kept; its body is rewritten to:
 ///
 /// 1. hash its arguments into a [`Key`], before the body can change them;
 /// 2. replay the stored result if the key's record is completed;
