@@ -275,3 +275,6 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
