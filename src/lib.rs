@@ -54,7 +54,8 @@
 ///
 /// The function must be an `async fn` returning `Result<T, E>` (an alias such as
 /// `AppResult<T>` works) where `T: Serialize + DeserializeOwned` and
-/// `E: From<idempotency::Error>`. Its signature is kept; its body is rewritten to:
+/// `E: From<idempotency::Error>`. The type must be named, not `impl Trait`: a replay
+/// decodes the stored value into it. Its signature is kept; its body is rewritten to:
 ///
 /// 1. hash its arguments into a [`Key`], before the body can change them;
 /// 2. replay the stored result if the key's record is completed;
@@ -66,7 +67,9 @@
 ///
 /// # Options
 ///
-/// All optional, in any order. Mistakes are compile errors on the offending tokens.
+/// All optional, in any order. Mistakes are compile errors on the offending tokens, all of
+/// them in one build: a broken option (`ttl = ,`, `skip(a,,b)`) is reported and the
+/// options after it are still checked.
 ///
 /// | option | meaning | default |
 /// |---|---|---|
@@ -78,6 +81,7 @@
 /// | `scope(a, ..)` | with `key`: parameters (tenant, user) that partition the key space | none |
 /// | `name = "orders.create"` | the key namespace; keeps keys stable across renames and moves | the function's path |
 /// | `store = expr` | the [`Store`] for this function, evaluated per call (`&S`, `Arc<S>` or `S`) | [`default_store()`] |
+/// | `crate = path` | where the generated code finds this crate, for a renamed dependency (`crate = ::idem`) or a re-export (`crate = my_sdk::idempotency`, `crate = $crate::idempotency` in a `macro_rules!`); every path the expansion writes goes through it | `::idempotency` |
 ///
 /// # Keys and namespaces
 ///

@@ -2,7 +2,7 @@
 
 use proc_macro2::{TokenStream, TokenTree};
 use quote::ToTokens;
-use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type};
+use syn::{FnArg, GenericParam, Ident, ItemFn, Pat, Type, TypeParamBound};
 
 /// One parameter of the function.
 pub(crate) enum Param {
@@ -92,7 +92,7 @@ impl Function {
 /// `Vec<impl Serialize>`, `(u8, impl Serialize)`): `impl` is a keyword, so in a type it can
 /// only start an `impl Trait`. Scanning the tokens catches every nesting without a visitor
 /// per kind of type.
-fn contains_impl_trait(ty: &Type) -> bool {
+pub(crate) fn contains_impl_trait(ty: &Type) -> bool {
     fn scan(tokens: TokenStream) -> bool {
         tokens.into_iter().any(|tree| match tree {
             TokenTree::Ident(ident) => ident == "impl",
@@ -101,6 +101,17 @@ fn contains_impl_trait(ty: &Type) -> bool {
         })
     }
     scan(ty.to_token_stream())
+}
+
+/// Whether `ty` is `impl Future<..>`: an `async fn` written out by hand.
+pub(crate) fn is_impl_future(ty: &Type) -> bool {
+    let Type::ImplTrait(ty) = ty else {
+        return false;
+    };
+    ty.bounds.iter().any(|bound| {
+        matches!(bound, TypeParamBound::Trait(bound)
+            if bound.path.segments.last().is_some_and(|s| s.ident == "Future"))
+    })
 }
 
 #[cfg(test)]
@@ -121,6 +132,24 @@ mod tests {
         }
         for ty in ["u64", "&str", "Vec<T>", "Box<dyn Fn()>", "Implementation"] {
             assert!(!contains_impl_trait(&syn::parse_str(ty).unwrap()), "{ty}");
+        }
+    }
+
+    #[test]
+    fn impl_future_is_found_among_its_bounds() {
+        for ty in [
+            "impl Future<Output = Result<u64, E>>",
+            "impl core::future::Future<Output = Result<u64, E>> + Send",
+            "impl Send + Future<Output = Result<u64, E>>",
+        ] {
+            assert!(is_impl_future(&syn::parse_str(ty).unwrap()), "{ty}");
+        }
+        for ty in [
+            "Result<impl Serialize, E>",
+            "Future",
+            "impl Iterator<Item = u8>",
+        ] {
+            assert!(!is_impl_future(&syn::parse_str(ty).unwrap()), "{ty}");
         }
     }
 }

@@ -4,7 +4,7 @@
 use crate::ast::{Function, Param};
 use crate::attr::Attr;
 use crate::valid::{self, Plan};
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -21,11 +21,7 @@ pub(crate) fn idempotent(args: TokenStream, item: TokenStream) -> TokenStream {
             return out;
         }
     };
-    let mut attr: Attr = match syn::parse2(args) {
-        Ok(attr) => attr,
-        // The options' structure is broken: report it, keep the function as it was.
-        Err(err) => return with_errors(&item, err.into_compile_error()),
-    };
+    let mut attr = Attr::new(args);
     let function = Function::new(item);
     let mut errors = std::mem::take(&mut attr.errors);
     let plan = valid::check(&attr, &function, &mut errors);
@@ -43,11 +39,26 @@ fn with_errors(item: &ItemFn, errors: TokenStream) -> TokenStream {
     out
 }
 
-fn duration(value: Option<&std::time::Duration>) -> Option<TokenStream> {
+fn duration(value: Option<&std::time::Duration>, private: &TokenStream) -> Option<TokenStream> {
     value.map(|d| {
         let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        quote!(::idempotency::__private::Duration::from_nanos(#nanos))
+        quote!(#private::Duration::from_nanos(#nanos))
     })
+}
+
+/// The crate path spanned on `span`, as if written in a `quote_spanned!`, so that an error
+/// on the call lands on the user's tokens alone. A `$crate` keeps its span: that span
+/// says which crate it means.
+fn respanned(path: &TokenStream, span: Span) -> TokenStream {
+    path.clone()
+        .into_iter()
+        .map(|mut tree| {
+            if !matches!(&tree, TokenTree::Ident(ident) if ident == "$crate") {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
@@ -57,7 +68,10 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         sig,
         block,
     } = &function.item;
-    let private = quote!(::idempotency::__private);
+    let private = match &attr.krate {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::idempotency::__private),
+    };
     // Hygiene keeps the user's variables apart, but a `let` pattern still resolves unit
     // structs and consts of the user's crate by name: hence the unlikely name.
     let derivation = Ident::new("__idempotent_derivation", Span::mixed_site());
@@ -66,10 +80,11 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         Some(name) => quote!(::core::option::Option::Some(#name)),
         None => quote!(::core::option::Option::None),
     };
-    let ttl = duration(attr.ttl.as_ref()).unwrap_or_else(|| quote!(#private::Options::DEFAULT_TTL));
-    let wait =
-        duration(attr.wait.as_ref()).unwrap_or_else(|| quote!(#private::Options::DEFAULT_WAIT));
-    let lease = match duration(attr.lease.as_ref()) {
+    let ttl = duration(attr.ttl.as_ref(), &private)
+        .unwrap_or_else(|| quote!(#private::Options::DEFAULT_TTL));
+    let wait = duration(attr.wait.as_ref(), &private)
+        .unwrap_or_else(|| quote!(#private::Options::DEFAULT_WAIT));
+    let lease = match duration(attr.lease.as_ref(), &private) {
         Some(lease) => quote!(::core::option::Option::Some(#lease)),
         None => quote!(::core::option::Option::None),
     };
@@ -128,27 +143,31 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         }
         let (ident, span) = param_of(ident);
         let method = Ident::new(method, span);
-        quote_spanned!(span=> ::idempotency::__private::Derivation::#method(
+        let private = respanned(&private, span);
+        quote_spanned!(span=> #private::Derivation::#method(
             &mut #derivation,
             #label,
-            ::idempotency::__private::type_name_of_val(&#ident),
+            #private::type_name_of_val(&#ident),
         );)
     };
     let key_args = plan.key_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
         let typed = arg_type(ident, &label, "key_arg_type");
         let (ident, span) = param_of(ident);
-        quote_spanned!(span=> #typed ::idempotency::__private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
+        let private = respanned(&private, span);
+        quote_spanned!(span=> #typed #private::Derivation::key_arg(&mut #derivation, #label, &#ident);)
     });
     let payload_args = plan.payload_args.iter().map(|ident| {
         let label = ident.unraw().to_string();
         let typed = arg_type(ident, &label, "payload_arg_type");
         let (ident, span) = param_of(ident);
-        quote_spanned!(span=> #typed ::idempotency::__private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
+        let private = respanned(&private, span);
+        quote_spanned!(span=> #typed #private::Derivation::payload_arg(&mut #derivation, #label, &#ident);)
     });
     let client_key_arg = plan.client_key.iter().map(|ident| {
         let (ident, span) = param_of(ident);
-        quote_spanned!(span=> ::idempotency::__private::Derivation::client_key(&mut #derivation, &#ident);)
+        let private = respanned(&private, span);
+        quote_spanned!(span=> #private::Derivation::client_key(&mut #derivation, &#ident);)
     });
 
     // The first token of the return type: every token of the call below carries it, so
@@ -190,12 +209,13 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // No turbofish: the result type is inferred from the function's return type, so that
     // no second copy of the same error points at the type itself.
     let body = local("__idempotent_body");
+    let ret_private = respanned(&private, ret_span);
     let probe = quote_spanned! {ret_span=>
         {
             // One of the two is used, whichever fits the type.
             #[allow(unused_imports)]
-            use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
-            (&&::idempotency::__private::ReplayProbe::<#ret>::new()).replayer()
+            use #ret_private::{ReplayByClone as _, ReplayByDecode as _};
+            (&&#ret_private::ReplayProbe::<#ret>::new()).replayer()
         }
     };
     let replay = local("__idempotent_replay");
@@ -208,7 +228,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         }
     };
     let execute = quote_spanned! {ret_span=>
-        ::idempotency::__private::execute(
+        #ret_private::execute(
             #store_binding,
             #local_store,
             &__IDEMPOTENT_OPTIONS,
@@ -263,3 +283,6 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,7 +1,7 @@
 //! Every semantic check of the attribute against the function, and the plan they yield:
 //! which parameters go where.
 
-use crate::ast::{Function, Param};
+use crate::ast::{self, Function, Param};
 use crate::attr::Attr;
 use crate::errors::Errors;
 use std::collections::BTreeMap;
@@ -27,7 +27,27 @@ fn name_of(ident: &Ident) -> String {
 /// Checks `attr` against `function`, reporting every problem into `errors`.
 pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Plan {
     let sig = &function.item.sig;
-    if sig.asyncness.is_none() {
+    let ret = match &sig.output {
+        ReturnType::Type(_, ty) => Some(&**ty),
+        ReturnType::Default => None,
+    };
+    let impl_future = ret.is_some_and(ast::is_impl_future);
+    match ret {
+        Some(ret) if impl_future => errors.spanned(
+            ret,
+            format!(
+                "`#[idempotent]` rewrites the body of an `async fn` and decodes replays into its declared result, which `impl Future` hides; make it `async fn {}(..)` returning the future's `Output` type",
+                sig.ident,
+            ),
+        ),
+        Some(ret) if ast::contains_impl_trait(ret) => errors.spanned(
+            ret,
+            "the return type of an `#[idempotent]` function must be nameable: a replay decodes the stored result into it, and an `impl Trait` names no type to decode into; write the concrete type, such as `Result<Receipt, AppError>`",
+        ),
+        _ => {}
+    }
+    // An `impl Future` return has had its error: "make it `async`" would say it twice.
+    if sig.asyncness.is_none() && !impl_future {
         errors.spanned(
             sig.fn_token,
             "`#[idempotent]` needs an `async fn`: duplicates wait for the first call without blocking a thread; make the function `async`",

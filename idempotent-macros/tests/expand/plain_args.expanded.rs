@@ -1,0 +1,73 @@
+async fn charge(customer: u64, cents: u64) -> Result<u64, AppError> {
+    struct __IdempotentSite;
+    static __IDEMPOTENT_OPTIONS: ::idempotency::__private::Options = ::idempotency::__private::Options {
+        name: ::core::option::Option::None,
+        ttl: ::idempotency::__private::Options::DEFAULT_TTL,
+        wait: ::idempotency::__private::Options::DEFAULT_WAIT,
+        lease: ::core::option::Option::None,
+        client_key: false,
+        key_params: &["cents", "customer"],
+        payload_params: &[],
+    };
+    static __IDEMPOTENT_NAMESPACE: ::idempotency::__private::NamespaceCache = ::idempotency::__private::NamespaceCache::new();
+    let __idempotent_store = ::idempotency::__private::default_store();
+    let __idempotent_derived = {
+        let mut __idempotent_derivation = ::idempotency::__private::Derivation::new(
+            &__IDEMPOTENT_OPTIONS,
+            &__IDEMPOTENT_NAMESPACE,
+            ::idempotency::__private::type_name::<__IdempotentSite>(),
+            __idempotent_store,
+        );
+        ::idempotency::__private::Derivation::key_arg(
+            &mut __idempotent_derivation,
+            "cents",
+            &cents,
+        );
+        ::idempotency::__private::Derivation::key_arg(
+            &mut __idempotent_derivation,
+            "customer",
+            &customer,
+        );
+        ::idempotency::__private::Derivation::finish(&mut __idempotent_derivation)
+    };
+    if let ::core::option::Option::Some(__idempotent_replay) = {
+        #[allow(unused_imports)]
+        use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
+        (&&::idempotency::__private::ReplayProbe::<Result<u64, AppError>>::new())
+            .replayer()
+    }
+        .replay_kept(__idempotent_store, &__idempotent_derived)
+    {
+        return __idempotent_replay;
+    }
+    let __idempotent_body = async move {
+        #[allow(
+            unknown_lints,
+            unreachable_code,
+            clippy::diverging_sub_expression,
+            clippy::empty_loop,
+            clippy::needless_return,
+            clippy::unreachable
+        )]
+        if false {
+            return ::core::convert::identity::<Result<u64, AppError>>(loop {});
+        }
+        {
+            let _ = "the user's block";
+            Ok(customer + cents)
+        }
+    };
+    ::idempotency::__private::execute(
+            __idempotent_store,
+            &__IDEMPOTENT_OPTIONS,
+            __idempotent_derived,
+            {
+                #[allow(unused_imports)]
+                use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
+                (&&::idempotency::__private::ReplayProbe::<Result<u64, AppError>>::new())
+                    .replayer()
+            },
+            __idempotent_body,
+        )
+        .await
+}

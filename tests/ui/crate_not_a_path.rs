@@ -1,0 +1,18 @@
+// `crate = ..` takes the path of the `idempotency` crate, not a string.
+use idempotency::idempotent;
+
+#[derive(Debug)]
+struct AppError;
+
+impl From<idempotency::Error> for AppError {
+    fn from(_: idempotency::Error) -> Self {
+        AppError
+    }
+}
+
+#[idempotent(crate = "idempotency")]
+async fn charge(customer: u64) -> Result<u64, AppError> {
+    Ok(customer)
+}
+
+fn main() {}
