@@ -219,10 +219,12 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
         }
     };
     let replay = local("__idempotent_replay");
+    let replayer = local("__idempotent_replayer");
     // A replay of a value this process keeps decoded, before the call's future is built.
     let fast_path = quote_spanned! {ret_span=>
+        let #replayer = #probe;
         if let ::core::option::Option::Some(#replay) =
-            #probe.replay_kept(#local_store, &#derived)
+            #replayer.replay_kept(#local_store, &#derived)
         {
             return #replay;
         }
@@ -233,7 +235,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             #local_store,
             &__IDEMPOTENT_OPTIONS,
             #derived,
-            #probe,
+            #replayer,
             #body,
         )
         .await

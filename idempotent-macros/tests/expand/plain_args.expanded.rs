@@ -11,12 +11,17 @@ async fn charge(customer: u64, cents: u64) -> Result<u64, AppError> {
     };
     static __IDEMPOTENT_NAMESPACE: ::idempotency::__private::NamespaceCache = ::idempotency::__private::NamespaceCache::new();
     let __idempotent_store = ::idempotency::__private::default_store();
+    let __idempotent_local = {
+        #[allow(unused_imports)]
+        use ::idempotency::__private::{ByMemory as _, ByStore as _};
+        (&&::idempotency::__private::StoreProbe(__idempotent_store)).local()
+    };
     let __idempotent_derived = {
         let mut __idempotent_derivation = ::idempotency::__private::Derivation::new(
             &__IDEMPOTENT_OPTIONS,
             &__IDEMPOTENT_NAMESPACE,
             ::idempotency::__private::type_name::<__IdempotentSite>(),
-            __idempotent_store,
+            __idempotent_local,
         );
         ::idempotency::__private::Derivation::key_arg(
             &mut __idempotent_derivation,
@@ -30,13 +35,14 @@ async fn charge(customer: u64, cents: u64) -> Result<u64, AppError> {
         );
         ::idempotency::__private::Derivation::finish(&mut __idempotent_derivation)
     };
-    if let ::core::option::Option::Some(__idempotent_replay) = {
+    let __idempotent_replayer = {
         #[allow(unused_imports)]
         use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
         (&&::idempotency::__private::ReplayProbe::<Result<u64, AppError>>::new())
             .replayer()
-    }
-        .replay_kept(__idempotent_store, &__idempotent_derived)
+    };
+    if let ::core::option::Option::Some(__idempotent_replay) = __idempotent_replayer
+        .replay_kept(__idempotent_local, &__idempotent_derived)
     {
         return __idempotent_replay;
     }
@@ -59,14 +65,10 @@ async fn charge(customer: u64, cents: u64) -> Result<u64, AppError> {
     };
     ::idempotency::__private::execute(
             __idempotent_store,
+            __idempotent_local,
             &__IDEMPOTENT_OPTIONS,
             __idempotent_derived,
-            {
-                #[allow(unused_imports)]
-                use ::idempotency::__private::{ReplayByClone as _, ReplayByDecode as _};
-                (&&::idempotency::__private::ReplayProbe::<Result<u64, AppError>>::new())
-                    .replayer()
-            },
+            __idempotent_replayer,
             __idempotent_body,
         )
         .await
