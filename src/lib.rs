@@ -142,3 +142,8 @@ pub use idempotent_runtime::{Persistence, RedisStore, RedisStoreBuilder, ServerI
 
 #[doc(hidden)]
 pub use idempotent_runtime::__private;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
