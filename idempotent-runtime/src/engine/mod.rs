@@ -131,6 +131,29 @@ pub enum Finished<R, F> {
 /// (the attribute writes `1` and `J`, for JSON): a result too large for the store is
 /// completed with a record of kind `X` instead ([`run`] says why), which every adapter
 /// reads as "succeeded, but cannot be replayed".
+///
+/// ```
+/// use idempotent_runtime::engine::Encode;
+/// use std::borrow::Cow;
+///
+/// /// A response as an HTTP layer would store it: status, then body.
+/// struct Response {
+///     status: u16,
+///     body: Vec<u8>,
+/// }
+///
+/// impl Encode for Response {
+///     fn encode(&self) -> Cow<'_, [u8]> {
+///         let mut record = vec![1, b'H'];
+///         record.extend_from_slice(&self.status.to_be_bytes());
+///         record.extend_from_slice(&self.body);
+///         Cow::Owned(record)
+///     }
+/// }
+///
+/// let created = Response { status: 201, body: b"{\"id\":7}".to_vec() };
+/// assert_eq!(&created.encode()[..4], &[1, b'H', 0, 201]);
+/// ```
 pub trait Encode {
     /// The bytes to store.
     fn encode(&self) -> Cow<'_, [u8]>;

@@ -1,4 +1,8 @@
-//! The [`Store`] trait: where records live, and the atomic steps that move them.
+//! For store implementers: the [`Store`] trait (where records live, and the five atomic
+//! steps that move them), the [record types](record) its steps take and return, the
+//! process-wide [default store](default_store), the [`InProcess`] capability of stores in
+//! this process, and the conformance suite (feature `conformance`) that checks a store
+//! against the contract.
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
