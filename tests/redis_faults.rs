@@ -524,3 +524,33 @@ async fn a_completion_that_meets_a_cut_connection_is_sent_again_on_a_fresh_one()
     assert_eq!(charge(&node, 3).await.unwrap(), "charged order 3");
     assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the body ran once");
 }
+
+/// Guards the store's I/O thread: a connection replaced after a restart must not live on
+/// the runtime whose call saw the break (`redis::aio::ConnectionManager` reconnects there,
+/// and its connection then died with that runtime: "broken pipe").
+#[test]
+fn a_reconnection_on_a_runtime_that_shut_down_outlives_it() {
+    #[idempotent(name = "faults.runtimes", store = node, skip(node))]
+    async fn order(node: &RedisStore, id: u64) -> Result<u64, AppError> {
+        Ok(id)
+    }
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let mut server = RedisServer::start();
+    let node = runtime().block_on(connect(&server.url(), "runtimes"));
+    server.restart();
+    // Calls on a short-lived runtime meet the broken connection, until it is replaced.
+    runtime().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while order(&node, 1).await.is_err() {
+            assert!(Instant::now() < deadline, "no recovery after the restart");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // That runtime is gone; the fresh connection still serves another one.
+    assert_eq!(runtime().block_on(order(&node, 2)).unwrap(), 2);
+}
