@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use common::{AppError, Gate, Probe};
-use idempotency::{idempotent, Error, RedisStore};
+use idempotency::{idempotent, ConnectErrorKind, Error, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -106,8 +106,8 @@ async fn connect_refuses_a_server_that_can_evict_records() {
     ] {
         server.cli(&["CONFIG", "SET", "maxmemory-policy", policy]);
         let refused = RedisStore::connect(&server.url()).await.unwrap_err();
-        assert!(matches!(refused, Error::Store(_)));
-        let message = refused.to_string();
+        assert_eq!(refused.kind(), ConnectErrorKind::Eviction, "{refused}");
+        let message = support::chain(&refused);
         assert!(
             message.contains(&format!("maxmemory-policy {policy}"))
                 && message.contains("noeviction"),
@@ -379,7 +379,13 @@ async fn an_acl_user_without_channels_is_refused_at_connect() {
         "resetchannels",
     ]);
     let url = format!("redis://orders:secret@127.0.0.1:{}", server.port());
-    let refused = RedisStore::connect(&url).await.unwrap_err().to_string();
+    let refused = RedisStore::connect(&url).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ConnectErrorKind::CommandRefused,
+        "{refused}"
+    );
+    let refused = support::chain(&refused);
     assert!(refused.contains("may not subscribe"), "{refused}");
     server.cli(&["ACL", "SETUSER", "orders", "allchannels"]);
     RedisStore::connect(&url).await.unwrap();

@@ -42,7 +42,9 @@ pub use key::{
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 #[cfg(feature = "redis")]
-pub use redis::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
+pub use redis::{
+    ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
+};
 pub use store::record::{Begin, Claim, Completed, Decoded, InFlight, Notification, Request, Token};
 pub use store::{default_store, set_default_store, DefaultStore, Store};
 
