@@ -138,7 +138,9 @@ pub use idempotent_runtime::store;
 
 #[cfg(feature = "redis")]
 #[doc(inline)]
-pub use idempotent_runtime::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
+pub use idempotent_runtime::{
+    ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
+};
 
 #[doc(hidden)]
 pub use idempotent_runtime::__private;

@@ -7,7 +7,7 @@ mod common;
 mod support;
 
 use common::{AppError, Gate, Probe};
-use idempotency::{idempotent, Error, RedisStore};
+use idempotency::{idempotent, ConnectErrorKind, Error, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
@@ -106,8 +106,8 @@ async fn connect_refuses_a_server_that_can_evict_records() {
     ] {
         server.cli(&["CONFIG", "SET", "maxmemory-policy", policy]);
         let refused = RedisStore::connect(&server.url()).await.unwrap_err();
-        assert!(matches!(refused, Error::Store(_)));
-        let message = common::chain(&refused);
+        assert_eq!(refused.kind(), ConnectErrorKind::Eviction, "{refused}");
+        let message = support::chain(&refused);
         assert!(
             message.contains(&format!("maxmemory-policy {policy}"))
                 && message.contains("noeviction"),
@@ -379,7 +379,13 @@ async fn an_acl_user_without_channels_is_refused_at_connect() {
         "resetchannels",
     ]);
     let url = format!("redis://orders:secret@127.0.0.1:{}", server.port());
-    let refused = common::chain(&RedisStore::connect(&url).await.unwrap_err());
+    let refused = RedisStore::connect(&url).await.unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        ConnectErrorKind::CommandRefused,
+        "{refused}"
+    );
+    let refused = support::chain(&refused);
     assert!(refused.contains("may not subscribe"), "{refused}");
     server.cli(&["ACL", "SETUSER", "orders", "allchannels"]);
     RedisStore::connect(&url).await.unwrap();
@@ -523,4 +529,34 @@ async fn a_completion_that_meets_a_cut_connection_is_sent_again_on_a_fresh_one()
     // The result was stored: the retry replays it, rather than wait out the lease and run.
     assert_eq!(charge(&node, 3).await.unwrap(), "charged order 3");
     assert_eq!(RUNS.load(Ordering::SeqCst), 1, "the body ran once");
+}
+
+/// Guards the store's I/O thread: a connection replaced after a restart must not live on
+/// the runtime whose call saw the break (`redis::aio::ConnectionManager` reconnects there,
+/// and its connection then died with that runtime: "broken pipe").
+#[test]
+fn a_reconnection_on_a_runtime_that_shut_down_outlives_it() {
+    #[idempotent(name = "faults.runtimes", store = node, skip(node))]
+    async fn order(node: &RedisStore, id: u64) -> Result<u64, AppError> {
+        Ok(id)
+    }
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let mut server = RedisServer::start();
+    let node = runtime().block_on(connect(&server.url(), "runtimes"));
+    server.restart();
+    // Calls on a short-lived runtime meet the broken connection, until it is replaced.
+    runtime().block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while order(&node, 1).await.is_err() {
+            assert!(Instant::now() < deadline, "no recovery after the restart");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    // That runtime is gone; the fresh connection still serves another one.
+    assert_eq!(runtime().block_on(order(&node, 2)).unwrap(), 2);
 }

@@ -7,7 +7,9 @@ mod common;
 mod support;
 
 use common::{AppError, Gate, Probe};
-use idempotency::{idempotent, Binary, Error, KeyHasher, Persistence, RedisStore};
+use idempotency::{
+    idempotent, Binary, ConnectErrorKind, Error, KeyHasher, Persistence, RedisStore,
+};
 use serde::{Deserialize, Serialize, Serializer};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
@@ -202,8 +204,13 @@ async fn a_large_completion_after_the_server_forgot_its_scripts_crosses_the_netw
 async fn connect_refuses_a_server_that_wants_credentials_it_was_not_given() {
     let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
     let refused = RedisStore::connect(&server.url()).await.unwrap_err();
-    assert!(matches!(refused, Error::Store(_)));
-    assert!(common::chain(&refused).contains("credentials"), "{refused}");
+    assert_eq!(
+        refused.kind(),
+        ConnectErrorKind::CommandRefused,
+        "{refused}"
+    );
+    let refused = support::chain(&refused);
+    assert!(refused.contains("credentials"), "{refused}");
     let url = format!("redis://:s3cret@127.0.0.1:{}", server.port());
     RedisStore::connect(&url).await.unwrap();
 }
@@ -226,10 +233,9 @@ async fn connect_reports_how_the_server_keeps_records() {
         .connect()
         .await
         .unwrap_err();
-    assert!(
-        common::chain(&refused).contains("only in memory"),
-        "{refused}"
-    );
+    assert_eq!(refused.kind(), ConnectErrorKind::MemoryOnly, "{refused}");
+    let refused = support::chain(&refused);
+    assert!(refused.contains("only in memory"), "{refused}");
 
     let durable = RedisServer::start_with(&["--appendonly", "yes"]);
     let store = RedisStore::builder(durable.url())

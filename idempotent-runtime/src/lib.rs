@@ -51,7 +51,9 @@ pub use key::{
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 #[cfg(feature = "redis")]
-pub use redis::{Persistence, RedisStore, RedisStoreBuilder, ServerInfo};
+pub use redis::{
+    ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
+};
 pub use store::{default_store, set_default_store, DefaultStore, DefaultStoreAlreadySet, Store};
 
 /// Support for the code `#[idempotent]` generates. Not a stable API: it changes without

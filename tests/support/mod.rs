@@ -28,6 +28,19 @@ pub async fn connect(
         .unwrap()
 }
 
+/// An error's message and those of all its sources, joined by `: `: what a test reads of
+/// an error whose causes are its sources rather than part of its message.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The `redis-server` binary, or a panic that says how to install it: tests never skip.
 pub fn redis_server_binary() -> PathBuf {
     which("redis-server").unwrap_or_else(|| {

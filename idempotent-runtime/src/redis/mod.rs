@@ -17,9 +17,11 @@ use std::time::{Duration, SystemTime};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
+mod connect_error;
 mod server;
 mod waiters;
 
+pub use connect_error::{ConnectError, ConnectErrorKind};
 use server::Refusal;
 pub use server::{Persistence, ServerInfo};
 use waiters::{listen, Listener, Waiters};
@@ -118,6 +120,19 @@ enum Connection {
 }
 
 /// One server's connection, replaced on the I/O thread when it breaks.
+///
+/// Hand-written rather than `redis::aio::ConnectionManager` (redis 1.8), which was tried
+/// (created on the I/O runtime, response timeouts kept per call) and cannot keep two
+/// behaviours:
+/// - It replaces a connection only on errors it deems unrecoverable, and a response
+///   timeout (`io::ErrorKind::TimedOut`, a retry-immediately error) is not one: a
+///   connection that a NAT froze times out every call for good
+///   (`a_frozen_subscriber_is_replaced_and_waiters_wake_at_once` failed: "the command
+///   connection was never replaced"). It has no public way to ask for a replacement.
+/// - It reconnects with `tokio::spawn` from the task whose command failed, so the new
+///   connection's driver lives on the caller's runtime, not the I/O thread, and dies
+///   with it: the scenario of `a_reconnection_on_a_runtime_that_shut_down_outlives_it`
+///   failed in 4 of 5 runs ("broken pipe"); a caller with no Tokio runtime would panic.
 struct SingleNode {
     client: redis::Client,
     config: AsyncConnectionConfig,
@@ -232,7 +247,7 @@ enum Target {
 /// use idempotent_runtime::RedisStore;
 /// use std::time::Duration;
 ///
-/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::cluster_builder(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
 ///     .connect_timeout(Duration::from_secs(1))
 ///     .response_timeout(Duration::from_millis(500))
@@ -354,14 +369,27 @@ impl RedisStoreBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`], saying what to change, if the prefix is invalid, the server cannot
-    /// be reached within the connect timeout, or it fails the check.
-    pub async fn connect(self) -> Result<RedisStore, Error> {
+    /// A [`ConnectError`] that says what to change, of the kind
+    /// ([`ConnectError::kind`]):
+    /// - [`InvalidConfig`](ConnectErrorKind::InvalidConfig): the prefix contains `{` or
+    ///   `}`, or a URL does not parse;
+    /// - [`Unreachable`](ConnectErrorKind::Unreachable): no server answered within the
+    ///   connect timeout, or the connection was refused or broke;
+    /// - [`Eviction`](ConnectErrorKind::Eviction), [`MemoryOnly`](ConnectErrorKind::MemoryOnly),
+    ///   [`Version`](ConnectErrorKind::Version),
+    ///   [`CommandRefused`](ConnectErrorKind::CommandRefused): the server failed the check
+    ///   (its eviction policy, its persistence, its version; credentials, an ACL or another
+    ///   refusal of a command);
+    /// - [`IoThread`](ConnectErrorKind::IoThread): the store's I/O thread could not start.
+    pub async fn connect(self) -> Result<RedisStore, ConnectError> {
         if self.prefix.contains(['{', '}']) {
-            return Err(backend(format!(
-                "the key prefix {:?} must not contain `{{` or `}}`: Redis Cluster would hash the wrong part",
-                self.prefix
-            )));
+            return Err(ConnectError::new(
+                ConnectErrorKind::InvalidConfig,
+                format!(
+                    "the key prefix {:?} must not contain `{{` or `}}`: Redis Cluster would hash the wrong part",
+                    self.prefix
+                ),
+            ));
         }
         let runtime = IoRuntime(Some(
             tokio::runtime::Builder::new_multi_thread()
@@ -369,13 +397,19 @@ impl RedisStoreBuilder {
                 .thread_name("idempotency-redis")
                 .enable_all()
                 .build()
-                .map_err(backend)?,
+                .map_err(|err| {
+                    ConnectError::caused_by(
+                        ConnectErrorKind::IoThread,
+                        "the store's I/O thread could not start",
+                        err,
+                    )
+                })?,
         ));
         let io = runtime
             .0
             .as_ref()
             .map(|r| r.handle().clone())
-            .ok_or_else(|| backend("no I/O runtime"))?;
+            .ok_or_else(|| ConnectError::new(ConnectErrorKind::IoThread, "no I/O runtime"))?;
         let channel = format!("{}:completions", self.prefix);
         let setup = self.clone();
         let subscribe_to = channel.clone();
@@ -383,13 +417,15 @@ impl RedisStoreBuilder {
             let connect_timeout = setup.connect_timeout;
             tokio::time::timeout(connect_timeout, setup.open_checked(&subscribe_to))
                 .await
-                .map_err(|_| {
-                    backend(format!(
-                        "could not connect to Redis within {connect_timeout:?}"
-                    ))
-                })?
+                .map_err(|_| timed_out(connect_timeout))?
         });
-        let (conn, servers, pubsub) = connecting.await.map_err(backend)??;
+        let (conn, servers, pubsub) = connecting.await.map_err(|err| {
+            ConnectError::caused_by(
+                ConnectErrorKind::IoThread,
+                "the store's I/O thread failed while connecting",
+                err,
+            )
+        })??;
         let server_limit = servers
             .iter()
             .map(|server| usize::try_from(server.max_bulk_len).unwrap_or(usize::MAX))
@@ -432,8 +468,8 @@ impl RedisStoreBuilder {
     async fn open_checked(
         &self,
         channel: &str,
-    ) -> Result<(Connection, Vec<ServerInfo>, redis::aio::PubSub), Error> {
-        let refused = |refusal: Refusal| backend(refusal);
+    ) -> Result<(Connection, Vec<ServerInfo>, redis::aio::PubSub), ConnectError> {
+        let refused = ConnectError::from;
         let conn = open(&self.target, self.connect_timeout, self.response_timeout).await?;
         let mut servers = Vec::new();
         match (&conn, &self.target) {
@@ -445,7 +481,7 @@ impl RedisStoreBuilder {
                 // Every seed node that answers is checked; one that is down (a failed
                 // master, a node being replaced) is no reason to refuse the cluster.
                 for url in nodes_of(&self.target) {
-                    let client = redis::Client::open(url.as_str()).map_err(backend)?;
+                    let client = client(&url)?;
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(self.connect_timeout))
                         .set_response_timeout(Some(self.response_timeout));
@@ -457,11 +493,14 @@ impl RedisStoreBuilder {
                             servers.push(server::inspect(&mut node, &url).await.map_err(refused)?);
                         }
                         Err(err) if broke(&err) => {}
-                        Err(err) => return Err(backend(err)),
+                        Err(err) => return Err(ConnectError::redis("connect", err)),
                     }
                 }
                 if servers.is_empty() {
-                    return Err(backend("no node of the Redis Cluster answered"));
+                    return Err(ConnectError::new(
+                        ConnectErrorKind::Unreachable,
+                        "no node of the Redis Cluster answered",
+                    ));
                 }
             }
         }
@@ -488,8 +527,8 @@ impl RedisStoreBuilder {
             }
         }
         Err(match last {
-            Some(err) => backend(err),
-            None => backend("no Redis node to listen on"),
+            Some(err) => ConnectError::redis("subscribe to the store's channel", err),
+            None => ConnectError::new(ConnectErrorKind::Unreachable, "no Redis node to listen on"),
         })
     }
 }
@@ -514,14 +553,33 @@ fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
     Error::Store(StoreError::backend(err))
 }
 
+/// A client for `url`, or why the URL does not parse (the URL itself is not repeated: it
+/// may hold a password).
+fn client(url: &str) -> Result<redis::Client, ConnectError> {
+    redis::Client::open(url).map_err(|err| {
+        ConnectError::caused_by(
+            ConnectErrorKind::InvalidConfig,
+            "the Redis URL is invalid",
+            err,
+        )
+    })
+}
+
+fn timed_out(connect_timeout: Duration) -> ConnectError {
+    ConnectError::new(
+        ConnectErrorKind::Unreachable,
+        format!("could not connect to Redis within {connect_timeout:?}"),
+    )
+}
+
 async fn open(
     target: &Target,
     connect_timeout: Duration,
     response_timeout: Duration,
-) -> Result<Connection, Error> {
+) -> Result<Connection, ConnectError> {
     match target {
         Target::Single(url) => {
-            let client = redis::Client::open(url.as_str()).map_err(backend)?;
+            let client = client(url)?;
             let config = AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
                 .set_response_timeout(Some(response_timeout));
@@ -530,12 +588,8 @@ async fn open(
                 client.get_multiplexed_async_connection_with_config(&config),
             )
             .await
-            .map_err(|_| {
-                backend(format!(
-                    "could not connect to Redis within {connect_timeout:?}"
-                ))
-            })?
-            .map_err(backend)?;
+            .map_err(|_| timed_out(connect_timeout))?
+            .map_err(|err| ConnectError::redis("connect", err))?;
             Ok(Connection::Single(Arc::new(SingleNode {
                 client,
                 config,
@@ -552,9 +606,18 @@ async fn open(
                 .response_timeout(response_timeout)
                 .retries(2)
                 .build()
-                .map_err(backend)?;
+                .map_err(|err| {
+                    ConnectError::caused_by(
+                        ConnectErrorKind::InvalidConfig,
+                        "the Redis Cluster nodes are invalid",
+                        err,
+                    )
+                })?;
             Ok(Connection::Cluster(
-                client.get_async_connection().await.map_err(backend)?,
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(|err| ConnectError::redis("connect to the cluster", err))?,
             ))
         }
     }
@@ -574,8 +637,8 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] if the server cannot be reached within the connect timeout.
-    pub async fn connect(url: &str) -> Result<Self, Error> {
+    /// A [`ConnectError`], as [`RedisStoreBuilder::connect`] says.
+    pub async fn connect(url: &str) -> Result<Self, ConnectError> {
         Self::builder(url).connect().await
     }
 
@@ -1159,6 +1222,17 @@ impl RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_bad_prefix_or_url_is_invalid_configuration() {
+        for builder in [
+            RedisStore::builder("redis://127.0.0.1:1").prefix("orders{1}"),
+            RedisStore::builder("not a url"),
+        ] {
+            let err = builder.connect().await.unwrap_err();
+            assert_eq!(err.kind(), ConnectErrorKind::InvalidConfig, "{err}");
+        }
+    }
 
     #[test]
     fn fresh_tokens_do_not_repeat() {

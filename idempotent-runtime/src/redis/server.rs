@@ -2,10 +2,10 @@
 //! settings it refuses: a server that can evict records, or is too old to run the store's
 //! commands, would run bodies twice.
 
+use super::{ConnectError, ConnectErrorKind};
 use redis::aio::ConnectionLike;
-use redis::{ErrorKind, Value};
+use redis::Value;
 use std::collections::HashMap;
-use std::fmt;
 
 /// Redis's own limit on one value (`proto-max-bulk-len`) when the server does not say.
 const DEFAULT_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
@@ -16,7 +16,7 @@ const DEFAULT_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 /// [`ServerInfo::warnings`] at start-up.
 ///
 /// ```no_run
-/// # async fn start() -> Result<(), idempotent_runtime::Error> {
+/// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = idempotent_runtime::RedisStore::connect("redis://127.0.0.1:6379").await?;
 /// for server in store.servers() {
 ///     for warning in server.warnings() {
@@ -107,35 +107,29 @@ pub(crate) enum Refusal {
     MemoryOnly,
 }
 
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::Command(what, err) if err.kind() == ErrorKind::AuthenticationFailed || err.code() == Some("NOAUTH") => {
-                write!(f, "Redis refused the connection's credentials ({what}): {err}; give them in the URL, `redis://user:password@host:port`")
-            }
-            Refusal::Command(what, err) if err.code() == Some("NOPERM") => write!(
-                f,
-                "the Redis user may not {what}: {err}; grant it (ACL SETUSER <user> +@all ~<prefix>:* &<prefix>:completions)"
+impl From<Refusal> for ConnectError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Command(what, err) => ConnectError::redis(what, err),
+            Refusal::Version(version) => ConnectError::new(
+                ConnectErrorKind::Version,
+                format!("Redis {version} is too old: the store needs 7.0 or later (SET with NX and GET)"),
             ),
-            Refusal::Command(what, err) => write!(f, "Redis failed to {what}: {err}"),
-            Refusal::Version(version) => write!(
-                f,
-                "Redis {version} is too old: the store needs 7.0 or later (SET with NX and GET)"
+            Refusal::Eviction(policy) => ConnectError::new(
+                ConnectErrorKind::Eviction,
+                format!(
+                    "Redis evicts keys (maxmemory-policy {policy}), so records could vanish before their TTL and bodies run twice; \
+                     set `maxmemory-policy noeviction`, or accept it with `RedisStoreBuilder::accept_eviction`"
+                ),
             ),
-            Refusal::Eviction(policy) => write!(
-                f,
-                "Redis evicts keys (maxmemory-policy {policy}), so records could vanish before their TTL and bodies run twice; \
-                 set `maxmemory-policy noeviction`, or accept it with `RedisStoreBuilder::accept_eviction`"
-            ),
-            Refusal::MemoryOnly => f.write_str(
+            Refusal::MemoryOnly => ConnectError::new(
+                ConnectErrorKind::MemoryOnly,
                 "Redis keeps records only in memory (no AOF, no snapshots), and the store requires persistence; \
                  enable `appendonly yes`, or drop `RedisStoreBuilder::require_persistence`",
             ),
         }
     }
 }
-
-impl std::error::Error for Refusal {}
 
 /// Checks the server at the other end of `conn`: that it answers with the credentials
 /// given (`PING`), that it runs Redis 7.0 or later, and reads the settings that decide

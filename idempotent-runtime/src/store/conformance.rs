@@ -22,6 +22,7 @@
 use crate::key::{Fingerprint, Key, KeyHasher};
 use crate::store::record::{Begin, Claim, Completed, InFlight, Request};
 use crate::store::Store;
+use futures_util::future::join_all;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -140,7 +141,7 @@ pub async fn claim_is_exclusive<S: Store>(store: &S, settings: &Settings) {
             )
         }
     });
-    let results = futures_join_all(racers).await;
+    let results = join_all(racers).await;
     let mut claims = Vec::new();
     for (fp, result) in &results {
         match result {
@@ -451,36 +452,4 @@ pub async fn completed_records_expire_after_their_ttl<S: Store>(store: &S, setti
     sleep(ttl + ttl / 2).await;
     let again = claim(store, &req, "a record must expire after its TTL").await;
     release(store, &again, RULE).await;
-}
-
-/// Polls all futures together (no spawning, so any runtime flavour works).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(out) => {
-                        *output = Some(out);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
