@@ -6,8 +6,10 @@
 //! cargo bench --bench hot_path
 //! ```
 
-#[path = "support/mod.rs"]
-mod contenders;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::contenders;
 
 use contenders::{slow, AppError, Order, EXECUTIONS};
 use criterion::measurement::WallTime;

@@ -5,8 +5,10 @@
 //! cargo bench --bench memory
 //! ```
 
-#[path = "support/mod.rs"]
-mod contenders;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::contenders;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};

@@ -9,10 +9,10 @@
 //! cargo bench --bench redis --features redis
 //! ```
 
-#[path = "support/mod.rs"]
-mod contenders;
 #[path = "../tests/support/mod.rs"]
-mod servers;
+mod support;
+
+use support::contenders;
 
 use contenders::{AppError, Order};
 use criterion::{BenchmarkId, Criterion};
@@ -34,7 +34,7 @@ async fn create_order(customer: u64, sku: String, qty: u32) -> Result<Order, App
 }
 
 fn main() {
-    let server = servers::RedisServer::start();
+    let server = support::RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

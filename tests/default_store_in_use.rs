@@ -1,10 +1,10 @@
 //! Once the embedded default store has served a call, it cannot be replaced: its records
 //! would silently vanish. (A test binary of its own: the default store is process-wide.)
 
-mod common;
+mod support;
 
-use common::AppError;
 use idempotency::{idempotent, set_default_store, DefaultStoreAlreadySet, MemoryStore};
+use support::AppError;
 
 #[idempotent]
 async fn ping(n: u32) -> Result<u32, AppError> {

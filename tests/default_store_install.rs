@@ -1,11 +1,11 @@
 //! `set_default_store` installs the store every function without `store = ..` uses, once.
 //! (A test binary of its own: the default store is process-wide.)
 
-mod common;
+mod support;
 
-use common::{AppError, Probe};
 use idempotency::{idempotent, set_default_store, DefaultStoreAlreadySet, MemoryStore};
 use std::sync::Arc;
+use support::{AppError, Probe};
 
 #[idempotent]
 async fn ping(n: u32) -> Result<u32, AppError> {

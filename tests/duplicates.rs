@@ -1,14 +1,14 @@
 //! Sequential and parallel duplicates, failures, panics, cancellation and `wait`: the
 //! seed's guarantees in one process.
 
-mod common;
+mod support;
 
-use common::{AppError, Gate, Plain, Probe};
 use idempotency::{idempotent, Error, MemoryStore, Outcome};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use support::{AppError, Gate, Plain, Probe};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Order {

@@ -2,13 +2,13 @@
 //! The stores whose records expire read Tokio's clock (`MemoryStoreBuilder::tokio_clock`),
 //! which these tests pause and advance: time passes exactly, and at once.
 
-mod common;
+mod support;
 
-use common::AppError;
 use idempotency::{idempotent, MemoryStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
+use support::AppError;
 
 /// A store on Tokio's clock.
 fn paused_store() -> MemoryStore {
@@ -99,8 +99,8 @@ async fn idle_keys_keep_no_lock_state() {
 /// holder whose claim was forgotten.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clearing_the_store_forgets_every_record_and_a_new_callers_record_stands() {
-    use common::Gate;
     use idempotency::Error;
+    use support::Gate;
     static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
     static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
     static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
@@ -146,7 +146,7 @@ async fn clearing_the_store_forgets_every_record_and_a_new_callers_record_stands
 /// claimed since, completes and stores its result (it was refused as a lost lease).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_clearing_the_store_a_holder_alone_on_its_key_stores_its_result() {
-    use common::Gate;
+    use support::Gate;
     static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
     static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
     static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);

@@ -2,14 +2,14 @@
 //! `Store` steps: a wrapper that keeps it takes the fast path, and a wrapper that does not
 //! behaves identically on the plain path, call for call.
 
-mod common;
+mod support;
 
-use common::{AppError, Plain, Probe};
 use idempotency::store::InProcess;
 use idempotency::{idempotent, Error, MemoryStore, Outcome};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use support::{AppError, Plain, Probe};
 
 /// A result that counts how often it is decoded.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,13 +5,13 @@
 //! Regression tests: a `Charge` and then a `Refund` with the same fields used to share a
 //! key, so the refund replayed the charge and never ran.
 
-mod common;
+mod support;
 
-use common::{AppError, Plain, Probe};
 use idempotency::{idempotent, Error, KeyHasher, MemoryStore};
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use support::{AppError, Plain, Probe};
 
 #[derive(Serialize)]
 struct Charge {

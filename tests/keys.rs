@@ -1,14 +1,14 @@
 //! Keys: stable across processes and releases, blind to map order, separate per function,
 //! and client-supplied keys with payload fingerprints and scopes.
 
-mod common;
+mod support;
 
-use common::{AppError, Gate, Plain, Probe};
 use idempotency::{idempotent, Error, InvalidKey, KeyHasher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use support::{AppError, Gate, Plain, Probe};
 
 /// The key of `create_order(customer: 42, sku: "B-7", qty: 3)` in namespace
 /// `orders.create`. This value is the key format: if it changes, every deployed record is

@@ -4,7 +4,7 @@
 //! tests of this binary take turns. The stores read Tokio's clock, which the tests pause
 //! and advance.
 
-mod common;
+mod support;
 
 use idempotency::store::{Begin, Request};
 use idempotency::{MemoryStore, Store};
@@ -45,11 +45,11 @@ fn held() -> usize {
 }
 
 fn request(label: &str, i: u64) -> Request {
-    common::request("memory_footprint", label, i)
+    support::request("memory_footprint", label, i)
 }
 
 async fn write(store: &MemoryStore, request: &Request, ttl: Duration) {
-    common::write(store, request, b"a 16-byte value.", ttl).await;
+    support::write(store, request, b"a 16-byte value.", ttl).await;
 }
 
 /// Writes `BURST` records for `TTL` and waits until they have expired; returns the bytes

@@ -3,13 +3,13 @@
 //! passed, without a background task. The stores here read Tokio's clock, which these
 //! tests pause and advance.
 
-mod common;
+mod support;
 
-use common::{AppError, Probe};
 use idempotency::store::{Begin, Request};
 use idempotency::{idempotent, MemoryStore, Store};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use support::{AppError, Probe};
 
 /// Records that outlive the test; enough keys that every shard holds some.
 const LIVE: u64 = 1_024;
@@ -24,11 +24,11 @@ fn store() -> MemoryStore {
 }
 
 fn request(label: &str, i: u64) -> Request {
-    common::request("memory_reclaim", label, i)
+    support::request("memory_reclaim", label, i)
 }
 
 async fn write(store: &MemoryStore, request: &Request, ttl: Duration) {
-    common::write(store, request, b"receipt", ttl).await;
+    support::write(store, request, b"receipt", ttl).await;
 }
 
 /// `LIVE` records, for an hour.

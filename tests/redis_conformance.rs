@@ -1,15 +1,14 @@
 //! The Redis store passes the conformance suite every store must pass, on one server and
 //! on a three-node cluster.
 
-mod common;
 mod support;
 
-use common::{AppError, Gate, Probe};
 use idempotency::store::conformance::{self, Settings};
 use idempotency::{idempotent, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use support::{AppError, Gate, Probe};
 use support::{RedisCluster, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

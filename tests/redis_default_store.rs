@@ -2,12 +2,11 @@
 //! after the runtime that created it has shut down. (A test binary of its own: the
 //! default store is process-wide.)
 
-mod common;
 mod support;
 
-use common::AppError;
 use idempotency::{idempotent, set_default_store, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use support::AppError;
 use support::RedisServer;
 
 static RUNS: AtomicUsize = AtomicUsize::new(0);
@@ -38,7 +37,7 @@ fn a_default_redis_store_outlives_the_runtime_that_created_it() {
         assert_eq!(creator.block_on(ping(1)).unwrap(), 2);
     }
 
-    let values = common::on_many_runtimes(4, 25, || async { ping(21).await.unwrap() });
+    let values = support::on_many_runtimes(4, 25, || async { ping(21).await.unwrap() });
     assert_eq!(values, vec![42; 4 * 25]);
     assert_eq!(
         RUNS.load(Ordering::SeqCst),

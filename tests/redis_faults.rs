@@ -3,16 +3,15 @@
 //! each step of the protocol, connections that freeze without a FIN, and a herd of waiters
 //! behind a failing body. Each test counts body executions and what is left in Redis.
 
-mod common;
 mod support;
 
-use common::{AppError, Gate, Probe};
 use idempotency::{idempotent, ConnectErrorKind, Error, RedisStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use support::proxy::Proxy;
 use support::RedisServer;
+use support::{AppError, Gate, Probe};
 
 /// A store with this file's timeouts.
 async fn connect(url: &str, prefix: &str) -> RedisStore {

@@ -3,10 +3,8 @@
 //! scripts the server forgot, what `connect` checks (credentials, persistence), waiting for
 //! replicas, and records written by someone else (fuzzed).
 
-mod common;
 mod support;
 
-use common::{AppError, Gate, Probe};
 use idempotency::{
     idempotent, Binary, ConnectErrorKind, Error, KeyHasher, Persistence, RedisStore,
 };
@@ -15,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 use support::RedisServer;
+use support::{AppError, Gate, Probe};
 
 /// A store with this file's timeouts.
 async fn connect(url: &str, prefix: &str) -> RedisStore {

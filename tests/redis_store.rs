@@ -2,10 +2,8 @@
 //! execution for duplicates on many nodes, waiting by notification, dead and paused
 //! holders, round trips, an unreachable server, corrupt records, key names and expiry.
 
-mod common;
 mod support;
 
-use common::{AppError, Gate, Probe};
 use idempotency::{idempotent, ConnectErrorKind, Error, KeyHasher, RedisStore};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -14,6 +12,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use support::RedisServer;
+use support::{AppError, Gate, Probe};
 
 /// Creates an order: counts its executions in Redis itself, so that every process sees
 /// the same count.

@@ -2,9 +2,8 @@
 //! that keeps failing take turns instead of stampeding after every release, and a waiter
 //! woken for its turn but cancelled passes the turn on.
 
-mod common;
+mod support;
 
-use common::{AppError, Gate, Probe};
 use idempotency::{idempotent, MemoryStore};
 use std::future::Future;
 use std::pin::Pin;
@@ -12,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Wake, Waker};
 use std::time::{Duration, Instant};
+use support::{AppError, Gate, Probe};
 use tokio::sync::Notify;
 
 const CALLS: usize = 100;

@@ -1,11 +1,11 @@
 //! The generated future is `Send`, and the default store serves any number of runtimes.
 
-mod common;
+mod support;
 
-use common::AppError;
 use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use support::AppError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Receipt {
@@ -41,7 +41,7 @@ fn the_generated_future_is_send_when_the_body_is() {
 
 #[test]
 fn the_default_store_serves_many_runtimes_at_once() {
-    let receipts = common::on_many_runtimes(6, 50, || async { pay(77, 1_000).await.unwrap() });
+    let receipts = support::on_many_runtimes(6, 50, || async { pay(77, 1_000).await.unwrap() });
     assert_eq!(receipts.len(), 6 * 50);
     assert!(receipts.iter().all(|r| *r == receipts[0]));
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);

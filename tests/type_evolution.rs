@@ -3,13 +3,13 @@
 //! "Evolving a stored type" guide: `v1` is the function before the deploy, `v2` after it,
 //! sharing a `name` and a store, as two builds of one handler share them in production.
 
-mod common;
+mod support;
 
-use common::AppError;
 use idempotency::{idempotent, Error, MemoryStore};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::LazyLock;
+use support::AppError;
 
 static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
 
@@ -22,7 +22,7 @@ struct ReceiptV1 {
 
 fn codec_error(err: AppError) -> String {
     match err.idempotency() {
-        Error::Codec(err) => common::chain(&err),
+        Error::Codec(err) => support::chain(&err),
         other => panic!("expected a Codec error, got {other:?}"),
     }
 }

@@ -1,8 +1,6 @@
 //! The workload of every benchmark, `create_order(customer, sku, qty) -> Order`, as each
 //! contender a user could pick would write it.
 
-#![allow(dead_code, reason = "each bench binary uses a different part")]
-
 use cached::proc_macro::cached;
 use idempotency::{idempotent, MemoryStore};
 use serde::{Deserialize, Serialize};

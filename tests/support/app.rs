@@ -1,6 +1,5 @@
-//! What the behaviour tests share: an application error type and a store that counts.
-
-#![allow(dead_code, reason = "each test binary uses a different part")]
+//! What the behaviour tests share: an application error type, stores that count or hide
+//! the fast path, gates, and helpers to drive a store's steps directly.
 
 use idempotency::store::{Begin, Claim, Fingerprint, InProcess, Request};
 use idempotency::{KeyHasher, MemoryStore, Store, StoreError};
