@@ -169,3 +169,46 @@ async fn a_wrapper_without_the_capability_behaves_identically() {
     assert_eq!(through_a_wrapper_that_keeps_it().await, direct);
     assert_eq!(through_a_wrapper_without_it().await, direct);
 }
+
+/// The user's `Clone` of a kept value runs after the store's lock is released: a `Clone`
+/// that itself locks every shard of the store (`len`) would otherwise never return.
+#[test]
+fn the_users_clone_runs_outside_the_stores_locks() {
+    static STORE: LazyLock<MemoryStore> = LazyLock::new(MemoryStore::new);
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Receipt(u64);
+    impl Clone for Receipt {
+        fn clone(&self) -> Self {
+            // Locks each of the store's shards in turn, the kept value's among them.
+            let _ = STORE.len();
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Receipt(self.0)
+        }
+    }
+    #[idempotent(store = &*STORE)]
+    async fn receipt(n: u64) -> Result<Receipt, AppError> {
+        Ok(Receipt(n))
+    }
+
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let replays: Vec<Receipt> = runtime.block_on(async {
+            let mut replays = Vec::new();
+            for _ in 0..4 {
+                replays.push(receipt(5).await.unwrap());
+            }
+            replays
+        });
+        done.send(replays).unwrap();
+    });
+    let replays = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("a clone under the store's lock deadlocked");
+    assert_eq!(replays, vec![Receipt(5); 4]);
+    // The first replay kept a clone of what it decoded; the next two cloned that.
+    assert!(CLONES.load(Ordering::SeqCst) >= 3);
+}
