@@ -5,7 +5,7 @@
 //! a check a test body as it is:
 //!
 //! ```
-//! use idempotent_runtime::conformance::{self, Settings};
+//! use idempotent_runtime::store::conformance::{self, Settings};
 //! use idempotent_runtime::MemoryStore;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
