@@ -85,10 +85,11 @@
 //! A store whose records never leave the process ([`Store::in_process`](crate::Store::in_process),
 //! as the embedded [`MemoryStore`](crate::MemoryStore)) is given process-local keys
 //! ([`KeyHasher::local`]): the same encoding of the values, without the parameter names,
-//! hashed with SipHash-1-3-128 under a key derived (with keyed BLAKE3) from a random secret
-//! of the process, the namespace key and the parameter names. They take a fifth of the time
-//! of stable keys, and are no less safe: SipHash is a pseudo-random function, so a client
-//! who does not know the secret cannot aim a collision at another client's record.
+//! hashed with SipHash-1-3-128 (the `siphasher` crate's) under a key derived (with keyed
+//! BLAKE3) from a random secret of the process, the namespace key and the parameter names.
+//! They take a fifth of the time of stable keys, and are no less safe: SipHash is a
+//! pseudo-random function, so a client who does not know the secret cannot aim a collision
+//! at another client's record.
 
 pub(crate) mod encoding;
 mod siphash;
