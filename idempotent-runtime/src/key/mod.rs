@@ -86,10 +86,10 @@
 //! as the embedded [`MemoryStore`](crate::MemoryStore)) is given process-local keys
 //! ([`KeyHasher::local`]): the same encoding of the values, without the parameter names,
 //! hashed with SipHash-1-3-128 (the `siphasher` crate's) under a key derived (with keyed
-//! BLAKE3) from a random secret of the process, the namespace key and the parameter names.
-//! They take a fifth of the time of stable keys, and are no less safe: SipHash is a
-//! pseudo-random function, so a client who does not know the secret cannot aim a collision
-//! at another client's record.
+//! BLAKE3) from a random secret of the process (32 bytes from the operating system's
+//! CSPRNG), the namespace key and the parameter names. They take a fifth of the time of
+//! stable keys, and are no less safe: SipHash is a pseudo-random function, so a client who
+//! does not know the secret cannot aim a collision at another client's record.
 
 pub(crate) mod encoding;
 mod siphash;
@@ -559,15 +559,20 @@ impl Sink for Buffered {
     }
 }
 
-/// 32 bytes no other process has: the root of the process-local keys.
+/// 32 bytes no other process has: the root of the process-local keys, from the operating
+/// system's CSPRNG.
 fn process_secret() -> &'static [u8; 32] {
     static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
     SECRET.get_or_init(|| {
-        // `RandomState` is seeded from the operating system's randomness.
-        let state = RandomState::new();
         let mut secret = [0; 32];
-        for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(&state.hash_one((i, std::process::id())).to_le_bytes());
+        if getrandom::fill(&mut secret).is_err() {
+            // The OS refused (a sandbox that blocks both `getrandom(2)` and `/dev/urandom`,
+            // say): fall back to `RandomState`, which the standard library seeds by its own
+            // means, rather than panic in every idempotent call of the process.
+            let state = RandomState::new();
+            for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&state.hash_one((i, std::process::id())).to_le_bytes());
+            }
         }
         secret
     })
