@@ -1,5 +1,6 @@
-//! The hot path, side by side with what a user would pick instead: hits, misses, parallel
-//! duplicates, hit latency as the store grows, and hits on distinct keys across threads.
+//! The hot path, side by side with what a user would pick instead: hits, misses, misses
+//! into a store that already holds 10⁶ records, parallel duplicates, hit latency as the
+//! store grows, hits on distinct keys across threads, and the key derivation of a call.
 //! Ends with a table of medians and ratios (the README's).
 //!
 //! ```text
@@ -13,8 +14,9 @@ use support::contenders;
 
 use contenders::{slow, AppError, Order, EXECUTIONS};
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion};
-use idempotency::MemoryStore;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode};
+use idempotency::key::NamespaceKey;
+use idempotency::{KeyHasher, MemoryStore};
 use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,6 +152,84 @@ fn misses(c: &mut Criterion) {
     for name in CONTENDERS {
         bench(name);
     }
+    group.finish();
+}
+
+/// Records already held when the growing-store misses start, and the misses timed.
+const HELD: u64 = 1_000_000;
+const GROWTH: u64 = 200_000;
+
+fn misses_into_a_growing_store(c: &mut Criterion) {
+    // Each iteration: an untimed fill of an emptied cache with `HELD` completed records,
+    // then `GROWTH` distinct calls into it, timed. One iteration per sample.
+    let runtime = current_thread();
+    let mut group = c.benchmark_group("miss_into_1e6");
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(1));
+    for name in ["hand_map", "cached", "idempotency"] {
+        let store = MemoryStore::new();
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_custom(|iters| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        contenders::clear(name, &store).await;
+                        for customer in 0..HELD {
+                            black_box(grow_call(name, &store, customer).await);
+                        }
+                        let start = Instant::now();
+                        for customer in HELD..HELD + GROWTH {
+                            black_box(grow_call(name, &store, customer).await);
+                        }
+                        total += start.elapsed();
+                    }
+                    total
+                })
+            });
+        });
+        runtime.block_on(contenders::clear(name, &store));
+    }
+    group.finish();
+}
+
+async fn grow_call(name: &str, store: &MemoryStore, customer: u64) -> Order {
+    match name {
+        "hand_map" => contenders::hand_map(customer, "B-7".into(), 3).await,
+        "cached" => contenders::with_cached(customer, "B-7".into(), 3).await,
+        _ => ours(contenders::with_idempotency_on(store, customer, "B-7".into(), 3).await),
+    }
+}
+
+/// The key of one call of `create_order(customer, qty, sku)`, as the attribute derives
+/// it: process-local (the memory store's) and stable (any other store's).
+fn key_derivation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("key");
+    let namespace =
+        NamespaceKey::new("bench.create_order").with_params(&["customer", "qty", "sku"], &[]);
+    let sku = String::from("B-7");
+    group.bench_function("local", |b| {
+        b.iter(|| {
+            let mut hasher = KeyHasher::local(black_box(&namespace));
+            hasher
+                .arg("customer", &black_box(42u64))
+                .arg("qty", &black_box(3u32))
+                .arg("sku", black_box(&sku));
+            hasher.finish()
+        });
+    });
+    group.bench_function("stable", |b| {
+        b.iter(|| {
+            let mut hasher = KeyHasher::with_namespace(black_box(&namespace));
+            hasher
+                .arg("customer", &black_box(42u64))
+                .arg("qty", &black_box(3u32))
+                .arg("sku", black_box(&sku));
+            hasher.finish()
+        });
+    });
     group.finish();
 }
 
@@ -310,6 +390,17 @@ fn summary() {
             cell(median("parallel_1000x20ms", name), 1e6),
         );
     }
+    println!("\n| misses into a 10⁶-record store, {GROWTH} calls | ns per call |\n|---|---:|");
+    for name in ["hand_map", "cached", "idempotency"] {
+        println!(
+            "| {name} | {} |",
+            cell(median("miss_into_1e6", name), GROWTH as f64)
+        );
+    }
+    println!("\n| key of a 3-argument call | ns |\n|---|---:|");
+    for kind in ["local", "stable"] {
+        println!("| {kind} | {} |", cell(median("key", kind), 1.0));
+    }
     let ours = |group| median(group, "idempotency");
     println!("\n| ratio | value | target |\n|---|---:|---:|");
     println!(
@@ -323,6 +414,14 @@ fn summary() {
     println!(
         "| miss: idempotency / cached | {} | ≤ 1× |",
         ratio(ours("miss"), median("miss", "cached"))
+    );
+    println!(
+        "| miss into 10⁶ records: idempotency / cached | {} | ≤ 1× |",
+        ratio(ours("miss_into_1e6"), median("miss_into_1e6", "cached"))
+    );
+    println!(
+        "| miss into 10⁶ records: idempotency / hand_map | {} | — |",
+        ratio(ours("miss_into_1e6"), median("miss_into_1e6", "hand_map"))
     );
     println!(
         "| parallel wall: idempotency / moka | {} | ≤ 1× |",
@@ -366,9 +465,11 @@ fn main() {
         .configure_from_args();
     hits(&mut criterion);
     misses(&mut criterion);
+    misses_into_a_growing_store(&mut criterion);
     parallel_duplicates(&mut criterion);
     scale(&mut criterion);
     distinct_keys(&mut criterion);
+    key_derivation(&mut criterion);
     criterion.final_summary();
     summary();
 }

@@ -85,22 +85,23 @@
 //! A store whose records never leave the process ([`Store::in_process`](crate::Store::in_process),
 //! as the embedded [`MemoryStore`](crate::MemoryStore)) is given process-local keys
 //! ([`KeyHasher::local`]): the same encoding of the values, without the parameter names,
-//! hashed with SipHash-1-3-128 under a key derived (with keyed BLAKE3) from a random secret
-//! of the process, the namespace key and the parameter names. They take a fifth of the time
-//! of stable keys, and are no less safe: SipHash is a pseudo-random function, so a client
-//! who does not know the secret cannot aim a collision at another client's record.
+//! hashed with SipHash-1-3-128 (the `siphasher` crate's) under a key derived (with keyed
+//! BLAKE3) from a random secret of the process (32 bytes from the operating system's
+//! CSPRNG), the namespace key and the parameter names. They take a fifth of the time of
+//! stable keys, and are no less safe: SipHash is a pseudo-random function, so a client who
+//! does not know the secret cannot aim a collision at another client's record.
 
 pub(crate) mod encoding;
 mod siphash;
 
 use crate::error::InvalidKey;
+use arrayvec::ArrayVec;
 use encoding::{put_str, EncodeError, Sink};
 use serde::Serialize;
 use siphash::Sip13;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::BuildHasher;
-use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 /// The longest client-supplied idempotency key accepted, in bytes (as Stripe's API).
@@ -495,10 +496,8 @@ fn put_client_key<S: Sink>(sink: &mut S, key: &str) {
 #[derive(Clone)]
 struct Buffered {
     key: [u8; 32],
-    len: usize,
-    /// The first `len` bytes are initialized. Left uninitialized otherwise: zeroing it
-    /// would cost a typical key a third of its time.
-    buf: [MaybeUninit<u8>; Buffered::CAPACITY],
+    /// The bytes written since the last spill.
+    buf: ArrayVec<u8, { Buffered::CAPACITY }>,
     spill: Option<Box<blake3::Hasher>>,
 }
 
@@ -510,28 +509,18 @@ impl Buffered {
     fn new(key: [u8; 32]) -> Self {
         Buffered {
             key,
-            len: 0,
-            buf: [MaybeUninit::uninit(); Self::CAPACITY],
+            buf: ArrayVec::new(),
             spill: None,
         }
     }
 
-    /// The bytes written since the last spill.
-    fn filled(&self) -> &[u8] {
-        let filled = &self.buf[..self.len];
-        // SAFETY: `put` initializes every byte below `len` before raising `len` past it,
-        // and `MaybeUninit<u8>` has the layout of `u8`.
-        unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(filled) as *const [u8]) }
-    }
-
     fn finalize(&self) -> [u8; 16] {
-        let tail = self.filled();
         let mut out = [0; 16];
         match &self.spill {
-            None => out.copy_from_slice(&blake3::keyed_hash(&self.key, tail).as_bytes()[..16]),
+            None => out.copy_from_slice(&blake3::keyed_hash(&self.key, &self.buf).as_bytes()[..16]),
             Some(spill) => {
                 let mut hasher = (**spill).clone();
-                hasher.update(tail);
+                hasher.update(&self.buf);
                 out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
             }
         }
@@ -542,58 +531,48 @@ impl Buffered {
     #[cold]
     fn flush(&mut self) {
         let key = self.key;
-        let spill = self
-            .spill
-            .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&key)));
-        let filled = &self.buf[..self.len];
-        // SAFETY: as in `filled`; borrowing the field alone leaves `spill` free to borrow.
-        let filled = unsafe { &*(std::ptr::from_ref::<[MaybeUninit<u8>]>(filled) as *const [u8]) };
-        spill.update(filled);
-        self.len = 0;
+        self.spill
+            .get_or_insert_with(|| Box::new(blake3::Hasher::new_keyed(&key)))
+            .update(&self.buf);
+        self.buf.clear();
     }
 }
 
 impl Sink for Buffered {
     #[inline]
     fn put_byte(&mut self, byte: u8) {
-        if self.len == Self::CAPACITY {
+        if self.buf.is_full() {
             self.flush();
         }
-        self.buf[self.len].write(byte);
-        self.len += 1;
+        self.buf.push(byte);
     }
 
     #[inline]
     fn put(&mut self, mut bytes: &[u8]) {
-        loop {
-            let room = &mut self.buf[self.len..];
-            if bytes.len() <= room.len() {
-                for (slot, byte) in room.iter_mut().zip(bytes) {
-                    slot.write(*byte);
-                }
-                self.len += bytes.len();
-                return;
-            }
-            let (now, later) = bytes.split_at(room.len());
-            for (slot, byte) in room.iter_mut().zip(now) {
-                slot.write(*byte);
-            }
-            self.len = Self::CAPACITY;
+        while self.buf.try_extend_from_slice(bytes).is_err() {
+            // Longer than the room left: fill it, spill, and go on with the rest.
+            let (now, later) = bytes.split_at(self.buf.remaining_capacity());
+            self.buf.extend(now.iter().copied());
             self.flush();
             bytes = later;
         }
     }
 }
 
-/// 32 bytes no other process has: the root of the process-local keys.
+/// 32 bytes no other process has: the root of the process-local keys, from the operating
+/// system's CSPRNG.
 fn process_secret() -> &'static [u8; 32] {
     static SECRET: OnceLock<[u8; 32]> = OnceLock::new();
     SECRET.get_or_init(|| {
-        // `RandomState` is seeded from the operating system's randomness.
-        let state = RandomState::new();
         let mut secret = [0; 32];
-        for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
-            chunk.copy_from_slice(&state.hash_one((i, std::process::id())).to_le_bytes());
+        if getrandom::fill(&mut secret).is_err() {
+            // The OS refused (a sandbox that blocks both `getrandom(2)` and `/dev/urandom`,
+            // say): fall back to `RandomState`, which the standard library seeds by its own
+            // means, rather than panic in every idempotent call of the process.
+            let state = RandomState::new();
+            for (i, chunk) in secret.chunks_exact_mut(8).enumerate() {
+                chunk.copy_from_slice(&state.hash_one((i, std::process::id())).to_le_bytes());
+            }
         }
         secret
     })

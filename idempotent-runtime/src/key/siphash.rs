@@ -1,131 +1,45 @@
-//! SipHash-1-3 with a 128-bit output (Aumasson and Bernstein's reference, `cROUNDS = 1`,
-//! `dROUNDS = 3`, `outlen = 16`), as an encoding [`Sink`]: the process-local keys hash the
-//! canonical encoding as it is written, with no buffer in between.
+//! SipHash-1-3-128 (the `siphasher` crate) as an encoding [`Sink`]: the process-local keys
+//! hash the canonical encoding as it is written, with no buffer in between.
 //!
-//! Bytes are gathered into the next message word in a register. A buffer would be written
-//! a byte at a time by the encoder and then read a word at a time by the hash, and each
-//! such read waits for the bytes' stores to retire: that stall was most of the time of a
-//! typical key.
+//! Tags and varints go in through `write_u8`, which gathers them into the next message
+//! word in a register. (A buffer would be written a byte at a time by the encoder and then
+//! read a word at a time by the hash, and each such read waits for the bytes' stores to
+//! retire: that stall was most of the time of a typical key.)
 
 use crate::key::encoding::Sink;
+use siphasher::sip128::{Hasher128, SipHasher13};
+use std::hash::Hasher;
 
 /// A SipHash-1-3-128 state, streaming.
 #[derive(Clone, Copy)]
-pub(crate) struct Sip13 {
-    v: [u64; 4],
-    /// The bytes of the next message word written so far, little-endian.
-    pending: u64,
-    /// How many bytes `pending` holds: always fewer than eight.
-    pending_len: u32,
-    /// Bytes absorbed as whole words: the final block carries the total length.
-    absorbed: u64,
-}
-
-#[inline(always)]
-fn round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13) ^ v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16) ^ v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21) ^ v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17) ^ v[2];
-    v[2] = v[2].rotate_left(32);
-}
+pub(crate) struct Sip13(SipHasher13);
 
 impl Sip13 {
     /// A state keyed with `key` (two little-endian words).
     #[inline]
     pub(crate) fn new(key: &[u8; 16]) -> Self {
+        // `new_with_keys` rather than `new_with_key`: the latter is not `#[inline]`, and
+        // this runs once per call of an idempotent function.
         let (k0, k1) = split_key(key);
-        Sip13 {
-            v: [
-                k0 ^ 0x736f_6d65_7073_6575,
-                // The 128-bit variant marks its first state word.
-                k1 ^ 0x646f_7261_6e64_6f6d ^ 0xee,
-                k0 ^ 0x6c79_6765_6e65_7261,
-                k1 ^ 0x7465_6462_7974_6573,
-            ],
-            pending: 0,
-            pending_len: 0,
-            absorbed: 0,
-        }
-    }
-
-    #[inline(always)]
-    fn absorb(&mut self, word: u64) {
-        self.v[3] ^= word;
-        round(&mut self.v);
-        self.v[0] ^= word;
-        self.absorbed += 8;
+        Sip13(SipHasher13::new_with_keys(k0, k1))
     }
 
     /// The hash of everything written.
     #[inline]
     pub(crate) fn finish(&self) -> [u8; 16] {
-        let mut v = self.v;
-        let total = self.absorbed + u64::from(self.pending_len);
-        // The length's low byte tops the last block.
-        let last = self.pending | (total & 0xff) << 56;
-        v[3] ^= last;
-        round(&mut v);
-        v[0] ^= last;
-        v[2] ^= 0xee;
-        for _ in 0..3 {
-            round(&mut v);
-        }
-        let first = v[0] ^ v[1] ^ v[2] ^ v[3];
-        v[1] ^= 0xdd;
-        for _ in 0..3 {
-            round(&mut v);
-        }
-        let second = v[0] ^ v[1] ^ v[2] ^ v[3];
-        let mut out = [0; 16];
-        out[..8].copy_from_slice(&first.to_le_bytes());
-        out[8..].copy_from_slice(&second.to_le_bytes());
-        out
+        self.0.finish128().as_bytes()
     }
 }
 
 impl Sink for Sip13 {
     #[inline]
     fn put_byte(&mut self, byte: u8) {
-        self.pending |= u64::from(byte) << (8 * self.pending_len);
-        self.pending_len += 1;
-        if self.pending_len == 8 {
-            let word = self.pending;
-            self.absorb(word);
-            self.pending = 0;
-            self.pending_len = 0;
-        }
+        self.0.write_u8(byte);
     }
 
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
-        // Short pieces (most strings of a key) byte by byte; long ones a word at a time,
-        // read from where they lie.
-        if bytes.len() < 16 {
-            for &byte in bytes {
-                self.put_byte(byte);
-            }
-            return;
-        }
-        let head = (8 - self.pending_len as usize) % 8;
-        let (head, rest) = bytes.split_at(head);
-        for &byte in head {
-            self.put_byte(byte);
-        }
-        let mut words = rest.chunks_exact(8);
-        for chunk in &mut words {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.absorb(u64::from_le_bytes(word));
-        }
-        for &byte in words.remainder() {
-            self.put_byte(byte);
-        }
+        self.0.write(bytes);
     }
 }
 
@@ -141,22 +55,19 @@ fn split_key(key: &[u8; 16]) -> (u64, u64) {
 mod tests {
     use super::Sip13;
     use crate::key::encoding::Sink;
-    use siphasher::sip128::{Hasher128, SipHasher13};
-    use std::hash::Hasher;
+    use siphasher::sip128::SipHasher13;
 
-    /// Against the `siphasher` crate, for every length across several blocks, written at
-    /// once, a byte at a time, and in two pieces split at every offset of a word.
+    /// Bytes written one at a time (`write_u8`), in pieces split at every offset of a word,
+    /// and at once all hash as the one-shot SipHash-1-3-128 of the input under the same key.
     #[test]
-    fn matches_the_reference_implementation() {
+    fn however_the_bytes_arrive_the_hash_is_the_one_shot_hash() {
         let key: [u8; 16] = std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap());
         let input: Vec<u8> = (0..200u32)
             .map(|i| u8::try_from(i * 31 % 251).unwrap())
             .collect();
         for len in 0..input.len() {
             let bytes = &input[..len];
-            let mut reference = SipHasher13::new_with_key(&key);
-            reference.write(bytes);
-            let expected = reference.finish128().as_bytes();
+            let expected = SipHasher13::new_with_key(&key).hash(bytes).as_bytes();
 
             let mut whole = Sip13::new(&key);
             whole.put(bytes);
@@ -173,6 +84,17 @@ mod tests {
                 pieces.put(&bytes[..split]);
                 pieces.put(&bytes[split..]);
                 assert_eq!(pieces.finish(), expected, "length {len} split at {split}");
+
+                let mut mixed = Sip13::new(&key);
+                for &byte in &bytes[..split] {
+                    mixed.put_byte(byte);
+                }
+                mixed.put(&bytes[split..]);
+                assert_eq!(
+                    mixed.finish(),
+                    expected,
+                    "length {len}, {split} bytes then a slice"
+                );
             }
         }
     }
