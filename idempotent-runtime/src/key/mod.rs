@@ -82,7 +82,7 @@
 //!
 //! ## Process-local keys
 //!
-//! A store whose records never leave the process ([`Store::in_process`](crate::Store::in_process),
+//! A store whose records never leave the process ([`InProcess`](crate::store::InProcess),
 //! as the embedded [`MemoryStore`](crate::MemoryStore)) is given process-local keys
 //! ([`KeyHasher::local`]): the same encoding of the values, without the parameter names,
 //! hashed with SipHash-1-3-128 (the `siphasher` crate's) under a key derived (with keyed
@@ -338,7 +338,7 @@ impl KeyHasher {
     /// Starts a **process-local** key: the same encoding less the parameter names, hashed
     /// with SipHash-1-3-128 under a key derived from the namespace, its parameters' names
     /// and a random secret of this process. Only for stores whose records never leave the
-    /// process ([`Store::in_process`](crate::Store::in_process)): it takes a fifth of the
+    /// process ([`InProcess`](crate::store::InProcess)): it takes a fifth of the
     /// time of the stable key, and clients can no more aim a collision at it, since they
     /// cannot know the secret.
     #[must_use]

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Where records live, and the atomic steps that move a record between its states (see
-/// [`record`](crate::store::record)). [`MemoryStore`] is the embedded one; a store in another
+/// [`record`]). [`MemoryStore`] is the embedded one; a store in another
 /// process (Redis, a database) implements the same five steps with one atomic
 /// server-side operation each.
 ///
@@ -32,7 +32,7 @@ use std::time::Duration;
 ///
 /// - [`begin`](Store::begin) is atomic: of any number of concurrent callers that find a
 ///   key vacant, exactly one gets [`Begin::Claimed`]. A claim whose lease has lapsed counts
-///   as vacant, and the new claim gets a new [`Token`](crate::Token).
+///   as vacant, and the new claim gets a new [`Token`].
 /// - [`renew`](Store::renew), [`complete`](Store::complete) and [`release`](Store::release)
 ///   act only if the claim's token is still the current one: this is the fencing that
 ///   stops an attempt which lost its lease from overwriting the attempt that took over.
@@ -46,7 +46,7 @@ use std::time::Duration;
 ///   [`StoreError::too_large`], storing nothing; the caller then completes the claim with
 ///   a short record that says so.
 /// - A completed record is returned by `begin` until its TTL runs out, byte for byte.
-/// - [`Begin::InProgress`] carries a [`Notification`](crate::Notification) that resolves
+/// - [`Begin::InProgress`] carries a [`Notification`] that resolves
 ///   when the record may have changed, so that waiters are woken rather than polling. A
 ///   completion wakes every waiter; a release wakes at least one, and may hand the key to
 ///   one waiter at a time (whose own claim then carries the turn on), so that a failing
