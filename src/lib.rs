@@ -136,6 +136,10 @@ pub use idempotent_runtime::engine;
 #[doc(inline)]
 pub use idempotent_runtime::store;
 
+#[cfg(feature = "tower")]
+#[doc(inline)]
+pub use idempotent_runtime::http;
+
 #[cfg(feature = "redis")]
 #[doc(inline)]
 pub use idempotent_runtime::{

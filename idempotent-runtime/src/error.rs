@@ -269,6 +269,14 @@ impl CodecError {
         }
     }
 
+    /// Whether the record is the marker of a call that succeeded but whose result could
+    /// not be stored (unencodable, or too large for the store): its duplicates are never
+    /// run again.
+    #[must_use]
+    pub fn is_unreplayable(&self) -> bool {
+        matches!(self.detail, CodecDetail::Unreplayable(_))
+    }
+
     /// The namespace of the function whose record failed.
     #[must_use]
     pub fn namespace(&self) -> &str {

@@ -36,6 +36,8 @@ mod clock;
 mod codec;
 pub mod engine;
 mod error;
+#[cfg(feature = "tower")]
+pub mod http;
 pub mod key;
 mod memory;
 mod outcome;
