@@ -342,11 +342,10 @@ async fn a_body_over_the_limit_is_refused_before_the_handler() {
     assert_eq!(handler.runs(), 0);
 }
 
-fn futures_chunks(
-    chunks: &[&'static [u8]],
-) -> StreamBody<
-    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>,
-> {
+type Frames =
+    futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, Infallible>>>;
+
+fn futures_chunks(chunks: &[&'static [u8]]) -> StreamBody<Frames> {
     let frames: Vec<_> = chunks
         .iter()
         .map(|chunk| Ok(http_body::Frame::data(Bytes::from_static(chunk))))
