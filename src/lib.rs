@@ -75,8 +75,9 @@
 /// |---|---|---|
 /// | `ttl = "24h"` | how long a completed result is kept: `"500ms"`, `"30s"`, `"15m"`, `"24h"`, `"2d"`, `"1h30m"` | `"24h"` |
 /// | `wait = "30s"` | how long a duplicate waits for a call in flight before [`Error::InProgress`]; `"0s"` fails fast (HTTP 409) | `"30s"` |
+/// | `wait = expr` | the same, from an expression of type [`Duration`](std::time::Duration) evaluated on each call before the key is derived (`wait = settings::wait()`, `wait = Duration::ZERO`, `wait = self.wait`): fail-fast or waiting by configuration | — |
 /// | `lease = "30s"` | how long a claim survives a holder that died; a running body renews it | the store's (30 s for [`MemoryStore`]) |
-/// | `skip(a, b)` | parameters left out of the key (they need not be `Serialize`); a method must list `self` | none |
+/// | `skip(a, b)` | parameters left out of the key (they need not be `Serialize`); a method must list `self`; a destructured parameter is named by the variables it binds (see [Pattern parameters](#pattern-parameters)) | none |
 /// | `key = param` | a client-supplied idempotency key (`String`, `&str`, any `AsRef<str>`, 1 to 255 bytes without control characters, compared byte for byte); the other parameters form a payload fingerprint, and reusing the key with another payload is [`Error::PayloadMismatch`] | the key is derived from all parameters |
 /// | `scope(a, ..)` | with `key`: parameters (tenant, user) that partition the key space | none |
 /// | `name = "orders.create"` | the key namespace; keeps keys stable across renames and moves | the function's path |
@@ -99,6 +100,50 @@
 /// of its generic arguments are part of the key, `name` or not. So is the concrete type of
 /// an `impl Trait` argument (`item: impl Serialize`): a `Charge` and a `Refund` with the
 /// same fields are two calls, not one (beside a client key, two payloads).
+///
+/// # Pattern parameters
+///
+/// A parameter may destructure, as axum handlers do: `State(db): State<Db>`,
+/// `Json(order): Json<NewOrder>`, `Path((shop, id)): Path<(u32, u64)>`,
+/// `Filter { sort, limit: max, .. }: Filter`, tuples, `&`, `mut`, `ref` and `x @ ..`
+/// bindings. Such a parameter enters the key (or, with `key = ..`, the fingerprint or the
+/// scope) through the variables it binds, each exactly as a plain parameter of that name
+/// would, sorted by name with the other parameters: `fn f(Json(order): Json<T>)` keys as
+/// `fn f(order: T)` does, as if `Json` were transparent. `skip(..)`, `key = ..` and
+/// `scope(..)` name those variables; `_` and `..` bind nothing and need no `skip`. The
+/// wrapper's type plays no part, so each bound variable must be `Serialize` (the error is
+/// on the variable). If the parameter's type holds an `impl Trait`, every variable it
+/// binds carries its concrete type name, as an `impl Trait` parameter does.
+///
+/// ```
+/// # use idempotency::idempotent;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Debug)] struct ApiError;
+/// # impl From<idempotency::Error> for ApiError { fn from(_: idempotency::Error) -> Self { ApiError } }
+/// // Stand-ins for axum's extractors.
+/// struct State<T>(T);
+/// struct Json<T>(T);
+/// #[derive(Clone)] struct Db;
+/// #[derive(Serialize)] struct NewOrder { sku: String, qty: u32 }
+/// #[derive(Clone, Serialize, Deserialize)] struct Order { id: u64 }
+/// # mod settings { pub fn wait() -> std::time::Duration { std::time::Duration::ZERO } }
+///
+/// #[idempotent(key = key, scope(tenant), skip(db), ttl = "24h", wait = settings::wait())]
+/// async fn create_order(
+///     State(db): State<Db>,
+///     tenant: u64,
+///     key: String,
+///     Json(order): Json<NewOrder>,
+/// ) -> Result<Order, ApiError> {
+///     # let _ = (db, tenant, key, order.sku);
+///     Ok(Order { id: u64::from(order.qty) })
+/// }
+/// ```
+///
+/// The `Ok` value is what is stored and replayed, so it is the value, not the HTTP
+/// response made of it: `Result<Json<T>, E>`, `Result<Response, E>` or
+/// `Result<(StatusCode, Json<T>), E>` are compile errors. Return the value (or an
+/// [`Outcome<T>`](Outcome), to tell a replay) and let it become the response.
 ///
 /// # Fresh or replayed
 ///

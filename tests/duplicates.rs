@@ -344,6 +344,46 @@ async fn wait_zero_fails_fast() {
     assert_eq!(first.await.unwrap().unwrap(), 1);
 }
 
+#[tokio::test(start_paused = true)]
+async fn wait_from_an_expression_is_read_on_each_call() {
+    use std::sync::atomic::AtomicU64;
+    static GATE: LazyLock<Gate> = LazyLock::new(Gate::default);
+    static STARTED: LazyLock<Gate> = LazyLock::new(Gate::default);
+    /// The configuration: how long a duplicate waits, in milliseconds.
+    static WAIT_MS: AtomicU64 = AtomicU64::new(0);
+    static READS: AtomicUsize = AtomicUsize::new(0);
+    fn configured_wait() -> Duration {
+        READS.fetch_add(1, Ordering::SeqCst);
+        Duration::from_millis(WAIT_MS.load(Ordering::SeqCst))
+    }
+    #[idempotent(wait = configured_wait())]
+    async fn slow(id: u64) -> Result<u64, AppError> {
+        STARTED.open();
+        GATE.wait().await;
+        Ok(id)
+    }
+
+    let first = tokio::spawn(slow(1));
+    STARTED.wait().await;
+    // Fail-fast by configuration...
+    let before = tokio::time::Instant::now();
+    match slow(1).await.unwrap_err().idempotency() {
+        Error::InProgress { waited, .. } => assert_eq!(waited, Duration::ZERO),
+        other => panic!("expected InProgress, got {other:?}"),
+    }
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    // ...then waiting, without a rebuild.
+    WAIT_MS.store(250, Ordering::SeqCst);
+    match slow(1).await.unwrap_err().idempotency() {
+        Error::InProgress { waited, .. } => assert_eq!(waited, Duration::from_millis(250)),
+        other => panic!("expected InProgress, got {other:?}"),
+    }
+    assert_eq!(before.elapsed(), Duration::from_millis(250));
+    GATE.open();
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    assert_eq!(READS.load(Ordering::SeqCst), 3);
+}
+
 #[tokio::test]
 async fn empty_looking_results_are_memoized_like_any_other() {
     static RUNS: AtomicUsize = AtomicUsize::new(0);

@@ -555,3 +555,84 @@ async fn functions_sharing_a_name_but_not_their_parameters_never_share_records()
     assert_eq!(by_customer(7).await.unwrap(), "customer 7");
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test]
+async fn a_destructured_parameter_keys_by_the_variables_it_binds() {
+    static STORE: LazyLock<Probe<Plain>> = LazyLock::new(Probe::default);
+    /// An extractor of the shape of axum's `Json` or `State`: not `Serialize` itself.
+    struct Wrapper<T>(T);
+    #[idempotent(name = "orders.wrapped", store = &*STORE)]
+    async fn f(Wrapper(a): Wrapper<u64>, b: u32) -> Result<u64, AppError> {
+        Ok(a + u64::from(b))
+    }
+    assert_eq!(f(Wrapper(40), 2).await.unwrap(), 42);
+    // `a` enters the key as a parameter `a: u64` would: by its name, sorted with `b`.
+    let mut hasher = KeyHasher::new("orders.wrapped");
+    hasher.arg("a", &40u64).arg("b", &2u32);
+    assert_eq!(STORE.requests()[0].key, hasher.finish().unwrap());
+}
+
+#[tokio::test]
+async fn skip_key_and_scope_name_the_variables_of_patterns() {
+    static STORE: LazyLock<Probe<Plain>> = LazyLock::new(Probe::default);
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    struct State<T>(T);
+    struct Json<T>(T);
+    struct Db;
+    #[derive(Serialize)]
+    struct Tenant(u64);
+    #[idempotent(name = "orders.extracted", key = key, scope(tenant), skip(db), store = &*STORE)]
+    async fn create(
+        State(db): State<Db>,
+        Tenant(tenant): Tenant,
+        Json((key, qty)): Json<(String, u32)>,
+        _: Json<()>,
+    ) -> Result<u32, AppError> {
+        let _ = (db, tenant, key);
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        Ok(qty)
+    }
+    let call = |tenant, qty| {
+        create(
+            State(Db),
+            Tenant(tenant),
+            Json(("k-1".into(), qty)),
+            Json(()),
+        )
+    };
+    assert_eq!(call(7, 2).await.unwrap(), 2);
+    assert_eq!(call(7, 2).await.unwrap(), 2);
+    // Another tenant is another key; the same key with another `qty` is another payload.
+    assert_eq!(call(8, 2).await.unwrap(), 2);
+    assert!(matches!(
+        call(7, 3).await.unwrap_err().idempotency(),
+        Error::PayloadMismatch { .. }
+    ));
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+    let mut hasher = KeyHasher::new("orders.extracted");
+    hasher.arg("tenant", &7u64).client_key("k-1").unwrap();
+    assert_eq!(STORE.requests()[0].key, hasher.finish().unwrap());
+}
+
+#[tokio::test]
+async fn a_pattern_over_an_impl_trait_keys_each_variable_with_its_type() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    struct Wrapper<T>(T);
+    #[derive(Serialize)]
+    struct Charge {
+        cents: u64,
+    }
+    #[derive(Serialize)]
+    struct Refund {
+        cents: u64,
+    }
+    #[idempotent]
+    async fn apply(Wrapper(item): Wrapper<impl Serialize + Send>) -> Result<usize, AppError> {
+        let _ = item;
+        Ok(RUNS.fetch_add(1, Ordering::SeqCst))
+    }
+    // A `Charge` and a `Refund` serialize alike: only their type names keep them apart.
+    assert_eq!(apply(Wrapper(Charge { cents: 5 })).await.unwrap(), 0);
+    assert_eq!(apply(Wrapper(Refund { cents: 5 })).await.unwrap(), 1);
+    assert_eq!(apply(Wrapper(Charge { cents: 5 })).await.unwrap(), 0);
+}

@@ -81,6 +81,31 @@ pub async fn record(
     Ok(tags.len())
 }
 
+/// An extractor of the shape of axum's `Json`.
+pub struct Json<T>(pub T);
+
+/// The configured wait of a duplicate.
+#[must_use]
+pub fn configured_wait() -> std::time::Duration {
+    std::time::Duration::ZERO
+}
+
+/// A handler that destructures its parameters, waiting as configured.
+///
+/// # Errors
+///
+/// When a duplicate is still in flight.
+#[idempotent(skip(ignored), wait = configured_wait(), store = &*STORE)]
+pub async fn handler(
+    Json(order): Json<Order>,
+    (ignored, mut qty, _): (u8, u32, u8),
+    &(ref sku, n): &(String, u8),
+) -> Result<u64, AppError> {
+    let _ = ignored;
+    qty += 1;
+    Ok(order.id + u64::from(qty) + u64::from(n) + sku.len() as u64)
+}
+
 /// A service with an idempotent method.
 pub struct Service {
     prefix: String,
@@ -130,4 +155,10 @@ async fn linted_functions_work() {
     assert_eq!(service.handle(HashMap::new(), 1).await.unwrap(), "p02");
     assert_eq!(Service::make::<u8>(1).await.unwrap(), 0);
     assert_eq!(record(&order, vec!["a"]).await.unwrap(), 1);
+    let sku = ("ab".to_owned(), 0);
+    let order = Order {
+        id: 1,
+        sku: "a".into(),
+    };
+    assert_eq!(handler(Json(order), (0, 1, 0), &sku).await.unwrap(), 5);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, Ident, LitStr, Path, Token};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
 
 mod kw {
     syn::custom_keyword!(ttl);
@@ -24,11 +24,17 @@ const OPTIONS: &str = "`ttl`, `wait`, `lease`, `key`, `scope`, `skip`, `name`, `
 const DURATION_FORMS: &str =
     r#"a number and a unit, such as "500ms", "30s", "15m", "24h", "2d" or "1h30m""#;
 
+/// `wait = "30s"`, parsed here, or `wait = <expr>`, a `Duration` evaluated on each call.
+pub(crate) enum Wait {
+    Literal(Duration),
+    Expr(Expr),
+}
+
 /// The options of one `#[idempotent(..)]`, each `None` when absent.
 #[derive(Default)]
 pub(crate) struct Attr {
     pub(crate) ttl: Option<Duration>,
-    pub(crate) wait: Option<Duration>,
+    pub(crate) wait: Option<Wait>,
     pub(crate) lease: Option<Duration>,
     pub(crate) key: Option<Ident>,
     pub(crate) scope: Option<Vec<Ident>>,
@@ -190,8 +196,22 @@ impl Attr {
             set(&mut self.ttl, value, span, "ttl", errors);
         } else if lookahead.peek(kw::wait) {
             let kw: kw::wait = input.parse()?;
-            let lit = assigned(input, kw, r#"`wait = "30s"`"#, <LitStr as Parse>::parse)?;
-            let value = duration(&lit, "wait", true, errors);
+            let form = r#"`wait = "30s"` or `wait = <expression of type std::time::Duration>`"#;
+            let value = match assigned(input, kw, form, Expr::parse)? {
+                Expr::Lit(ExprLit {
+                    lit: Lit::Str(lit), ..
+                }) => Wait::Literal(duration(&lit, "wait", true, errors)),
+                // A number has no unit: "seconds" would be a guess.
+                Expr::Lit(ExprLit { lit, .. }) => {
+                    let text = lit.to_token_stream();
+                    errors.spanned(
+                        &lit,
+                        format!("`wait = {text}` is not a duration; write {DURATION_FORMS}, or an expression of type `std::time::Duration`"),
+                    );
+                    Wait::Literal(Duration::ZERO)
+                }
+                expr => Wait::Expr(expr),
+            };
             set(&mut self.wait, value, span, "wait", errors);
         } else if lookahead.peek(kw::lease) {
             let kw: kw::lease = input.parse()?;
@@ -285,7 +305,8 @@ mod tests {
     #[test]
     fn structural_mistakes_say_what_to_write() {
         for (args, message) in [
-            (quote!(wait "30s"), r#"expected `=`; write `wait = "30s"`"#),
+            (quote!(wait "30s"), r#"expected `=`; write `wait = "30s"` or `wait = <expression of type std::time::Duration>`"#),
+            (quote!(wait = 30), r#"`wait = 30` is not a duration; write a number and a unit"#),
             (quote!(ttl), r#"expected `=` and a value; write `ttl = "24h"`"#),
             (quote!(ttl = 5), r#"expected string literal; write `ttl = "24h"`"#),
             (quote!(ttl = "1h" wait = "1s"), "expected `,` before the next option"),
@@ -301,6 +322,37 @@ mod tests {
             assert_eq!(errors.len(), 1, "{args}: {errors:#?}");
             assert!(errors[0].starts_with(message), "{args}: {errors:#?}");
         }
+    }
+
+    #[test]
+    fn wait_takes_a_literal_or_an_expression() {
+        let attr = Attr::new(quote!(wait = "1m"));
+        assert!(matches!(attr.wait, Some(Wait::Literal(d)) if d == Duration::from_secs(60)));
+        for expr in [
+            quote!(Duration::ZERO),
+            quote!(settings::wait()),
+            quote!(self.wait),
+            quote!(if fast {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(30)
+            }),
+        ] {
+            let attr = Attr::new(quote!(wait = #expr, ttl = "1h"));
+            assert!(
+                attr.errors.is_empty(),
+                "{expr}: {:#?}",
+                attr.errors.messages()
+            );
+            let Some(Wait::Expr(parsed)) = &attr.wait else {
+                panic!("{expr}: not an expression");
+            };
+            assert_eq!(parsed.to_token_stream().to_string(), expr.to_string());
+        }
+        assert_eq!(
+            messages(quote!(wait = "1s", wait = Duration::ZERO)),
+            ["`wait` is given twice; keep one"]
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Code generation: the function keeps its signature; its body becomes a call of the
 //! runtime's `execute` with the key material and the original body as a future.
 
-use crate::ast::{Function, Param};
-use crate::attr::Attr;
+use crate::ast::Function;
+use crate::attr::{Attr, Wait};
 use crate::valid::{self, Plan};
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
@@ -82,8 +82,12 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     };
     let ttl = duration(attr.ttl.as_ref(), &private)
         .unwrap_or_else(|| quote!(#private::Options::DEFAULT_TTL));
-    let wait = duration(attr.wait.as_ref(), &private)
-        .unwrap_or_else(|| quote!(#private::Options::DEFAULT_WAIT));
+    let (wait, call_wait) = match &attr.wait {
+        Some(Wait::Literal(wait)) => (duration(Some(wait), &private), None),
+        Some(Wait::Expr(expr)) => (None, Some(expr)),
+        None => (None, None),
+    };
+    let wait = wait.unwrap_or_else(|| quote!(#private::Options::DEFAULT_WAIT));
     let lease = match duration(attr.lease.as_ref(), &private) {
         Some(lease) => quote!(::core::option::Option::Some(#lease)),
         None => quote!(::core::option::Option::None),
@@ -117,17 +121,12 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // Each call is spanned on its parameter, path included, so that a missing `Serialize`
     // is reported under the parameter alone. The argument is the parameter's own ident, not
     // the one written in the attribute, or the error would stretch from one to the other.
+    // A variable a pattern binds is spanned on its own token.
     let param_of = |ident: &Ident| {
-        function
-            .params
-            .iter()
-            .find_map(|p| match p {
-                Param::Named {
-                    ident: i, tokens, ..
-                } if i == ident => Some((i.clone(), tokens.span())),
-                _ => None,
-            })
-            .unwrap_or_else(|| (ident.clone(), ident.span()))
+        function.var(ident).map_or_else(
+            || (ident.clone(), ident.span()),
+            |var| (var.ident.clone(), var.span),
+        )
     };
     key_params.extend(plan.key_args.iter().map(|ident| ident.unraw().to_string()));
     let payload_params: Vec<String> = plan
@@ -138,7 +137,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     // An `impl Trait` argument's type is the caller's choice and two types may serialize
     // alike, so its concrete name goes in first, wherever the argument itself goes.
     let arg_type = |ident: &Ident, label: &str, method: &str| {
-        if !function.is_impl_trait(ident) {
+        if !function.var(ident).is_some_and(|var| var.impl_trait) {
             return TokenStream::new();
         }
         let (ident, span) = param_of(ident);
@@ -181,6 +180,20 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
     let store_binding = local("__idempotent_store");
     let local_store = local("__idempotent_local");
     let derived = local("__idempotent_derived");
+    // `wait = <expr>`: evaluated on each call, before the key, and spanned on the
+    // expression so that a value of another type is reported there.
+    let wait_binding = local("__idempotent_wait");
+    let (call_wait, call_wait_arg) = match call_wait {
+        Some(expr) => {
+            let span = expr.span();
+            let private = respanned(&private, span);
+            (
+                quote_spanned!(span=> let #wait_binding = #private::wait(#expr);),
+                quote!(::core::option::Option::Some(#wait_binding)),
+            )
+        }
+        None => (TokenStream::new(), quote!(::core::option::Option::None)),
+    };
     let store = match &attr.store {
         Some(expr) => quote_spanned!(expr.span()=> &(#expr)),
         None => quote!(#private::default_store()),
@@ -234,6 +247,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
             #store_binding,
             #local_store,
             &__IDEMPOTENT_OPTIONS,
+            #call_wait_arg,
             #derived,
             #replayer,
             #body,
@@ -262,6 +276,7 @@ fn expand(attr: &Attr, function: &Function, plan: &Plan) -> TokenStream {
                 use #private::{ByMemory as _, ByStore as _};
                 (&&#private::StoreProbe(#store_binding)).local()
             };
+            #call_wait
             // In a block of its own: the hashers' buffers stay on the stack, out of the future.
             let #derived = {
                 let mut #derivation = #private::Derivation::new(

@@ -1,12 +1,12 @@
 //! Every semantic check of the attribute against the function, and the plan they yield:
 //! which parameters go where.
 
-use crate::ast::{self, Function, Param};
+use crate::ast::{self, Function, Param, Var};
 use crate::attr::Attr;
 use crate::errors::Errors;
 use std::collections::BTreeMap;
 use syn::ext::IdentExt;
-use syn::{Ident, ReturnType};
+use syn::{GenericArgument, Ident, PathArguments, ReturnType, Type};
 
 /// Where the parameters go, each list in ascending order of names (the key format).
 pub(crate) struct Plan {
@@ -46,6 +46,12 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         ),
         _ => {}
     }
+    if let Some(ok) = ret.and_then(http_response_ok) {
+        errors.spanned(
+            ok,
+            "an HTTP response is not a stored value: return the value itself, e.g. `Created<T>` (201 fresh, 200 replayed) or `Outcome<T>`, and let it become the response",
+        );
+    }
     // An `impl Future` return has had its error: "make it `async`" would say it twice.
     if sig.asyncness.is_none() && !impl_future {
         errors.spanned(
@@ -60,28 +66,39 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
         );
     }
 
-    // Parameters by name, each with its position for error messages.
-    let mut named: BTreeMap<String, &Param> = BTreeMap::new();
+    // The variables by name: those of plain parameters and those patterns bind alike.
+    let mut named: BTreeMap<String, &Var> = BTreeMap::new();
     for param in &function.params {
         match param {
-            Param::Pattern { tokens } => errors.spanned(
-                tokens,
-                "`#[idempotent]` keys arguments by their names: bind this parameter to a name and destructure it in the body",
-            ),
-            _ => {
-                if let Some(name) = param.name() {
-                    named.insert(name, param);
+            Param::Typed { vars } => {
+                for var in vars {
+                    named.insert(var.name(), var);
                 }
             }
+            Param::Opaque { tokens } => errors.spanned(
+                tokens,
+                "`#[idempotent]` keys arguments by the variables their patterns bind, and a macro hides them: write the pattern out, or bind the parameter to a name",
+            ),
+            Param::Receiver { .. } => {}
         }
     }
+    let vars_hint = if function.has_pattern() {
+        let vars: Vec<String> = named.keys().map(|name| format!("`{name}`")).collect();
+        format!(
+            "; a destructured parameter is named by the variables it binds ({})",
+            vars.join(", ")
+        )
+    } else {
+        String::new()
+    };
 
     let mut known = |ident: &Ident, option: &str| -> bool {
-        let found = named.contains_key(&name_of(ident));
+        let found =
+            named.contains_key(&name_of(ident)) || ident == "self" && function.has_receiver();
         if !found {
             errors.spanned(
                 ident,
-                format!("`{option}` names `{ident}`, but the function has no parameter `{ident}`"),
+                format!("`{option}` names `{ident}`, but the function has no parameter `{ident}`{vars_hint}"),
             );
         }
         found
@@ -166,22 +183,107 @@ pub(crate) fn check(attr: &Attr, function: &Function, errors: &mut Errors) -> Pl
     let mut key_args = Vec::new();
     let mut payload_args = Vec::new();
     // `named` iterates in ascending order of names: the order the key format requires.
-    for (name, param) in &named {
-        let Param::Named { ident, .. } = param else {
-            continue;
-        };
+    for (name, var) in &named {
         if skip.contains(name) || client_key_name.as_ref() == Some(name) {
             continue;
         }
         if client_key.is_none() || scope.contains(name) {
-            key_args.push(ident.clone());
+            key_args.push(var.ident.clone());
         } else {
-            payload_args.push(ident.clone());
+            payload_args.push(var.ident.clone());
         }
     }
     Plan {
         key_args,
         payload_args,
         client_key: client_key.cloned(),
+    }
+}
+
+/// The last path segments of the response types of axum (and `http`'s `StatusCode`): an
+/// `Ok` value of such a type would be stored and replayed, which a response cannot be.
+const HTTP_RESPONSES: [&str; 7] = [
+    "Json",
+    "Response",
+    "Html",
+    "Redirect",
+    "StatusCode",
+    "Form",
+    "Sse",
+];
+
+/// The `Ok` type of a `Result<T, E>` return (or of an alias whose name ends in `Result`,
+/// such as `ApiResult<T>`), if it is an HTTP response or a tuple holding one.
+///
+/// The check is by name because the attribute sees tokens, not types: it cannot ask
+/// whether `T` is axum's `Json`, only whether it is spelled `Json<..>` or `axum::Json<..>`.
+/// A type of the user's own that shares such a name is refused too; an alias of it
+/// (`type Reply = Response;`) passes, and a response the names miss still fails, later,
+/// on `Stored`, whose note gives the same advice.
+fn http_response_ok(ret: &Type) -> Option<&Type> {
+    fn is_response(ty: &Type) -> bool {
+        match ty {
+            Type::Path(path) if path.qself.is_none() => path
+                .path
+                .segments
+                .last()
+                .is_some_and(|last| HTTP_RESPONSES.iter().any(|name| last.ident == name)),
+            Type::Tuple(tuple) => tuple.elems.iter().any(is_response),
+            Type::Paren(paren) => is_response(&paren.elem),
+            Type::Group(group) => is_response(&group.elem),
+            _ => false,
+        }
+    }
+    let Type::Path(path) = ret else {
+        return None;
+    };
+    let last = path.path.segments.last()?;
+    if !last.ident.to_string().ends_with("Result") {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return None;
+    };
+    let ok = args.args.iter().find_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    })?;
+    is_response(ok).then_some(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_responses_are_found_as_the_ok_type() {
+        for ret in [
+            "Result<Json<Order>, ApiError>",
+            "Result<axum::Json<Order>, ApiError>",
+            "Result<Response, ApiError>",
+            "Result<axum::response::Response<Body>, ApiError>",
+            "Result<(StatusCode, Json<Order>), ApiError>",
+            "Result<(StatusCode, [(HeaderName, String); 1], Html<String>), ApiError>",
+            "Result<Html<String>, ApiError>",
+            "ApiResult<Redirect>",
+            "std::result::Result<Form<Order>, ApiError>",
+            "Result<Sse<Events>, ApiError>",
+        ] {
+            let ty: Type = syn::parse_str(ret).unwrap();
+            assert!(http_response_ok(&ty).is_some(), "{ret}");
+        }
+        for ret in [
+            "Result<Order, ApiError>",
+            "Result<Created<Order>, ApiError>",
+            "Result<Outcome<Order>, ApiError>",
+            "Result<(u16, Order), ApiError>",
+            "Result<Vec<Json<Order>>, ApiError>",
+            "Result<Order, Json<ApiError>>",
+            "Json<Order>",
+            "Result<JsonValue, ApiError>",
+        ] {
+            let ty: Type = syn::parse_str(ret).unwrap();
+            assert!(http_response_ok(&ty).is_none(), "{ret}");
+        }
     }
 }

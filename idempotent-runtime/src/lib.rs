@@ -62,7 +62,7 @@ pub use store::{default_store, set_default_store, DefaultStore, DefaultStoreAlre
 /// notice between any two releases.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::attribute::options::Options;
+    pub use crate::attribute::options::{wait, Options, WaitDuration};
     pub use crate::attribute::{
         execute, ClientKey, CloneReplayer, DecodeReplayer, Derivation, Derived, IdempotencyError,
         IdempotentResult, KeyArg, NamespaceCache, Replay, ReplayByClone, ReplayByDecode,

@@ -85,6 +85,26 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "pattern_params_and_wait_expr",
+            args: quote! {
+                key = key, scope(tenant), skip(db), ttl = "24h", wait = settings::wait()
+            },
+            item: quote! {
+                async fn create_order(
+                    State(db): State<Db>,
+                    tenant: Tenant,
+                    key: IdempotencyKey,
+                    Json(order): Json<NewOrder>,
+                    Path((shop, ref aisle)): Path<(u32, String)>,
+                    Query(Filter { sort, limit: max, .. }): Query<Filter>,
+                    _: Extension<Tracing>,
+                ) -> Result<Created<Order>, ApiError> {
+                    let _ = ("the user's block", db, order, shop, aisle, sort, max);
+                    Ok(Created(Order { id: 1 }))
+                }
+            },
+        },
+        Case {
             name: "crate_path",
             args: quote!(crate = ::my_sdk::idem),
             item: quote! {

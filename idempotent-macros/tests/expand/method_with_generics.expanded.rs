@@ -82,6 +82,7 @@ where
             __idempotent_store,
             __idempotent_local,
             &__IDEMPOTENT_OPTIONS,
+            ::core::option::Option::None,
             __idempotent_derived,
             __idempotent_replayer,
             __idempotent_body,

@@ -67,6 +67,7 @@ async fn charge(customer: u64, cents: u64) -> Result<u64, AppError> {
             __idempotent_store,
             __idempotent_local,
             &__IDEMPOTENT_OPTIONS,
+            ::core::option::Option::None,
             __idempotent_derived,
             __idempotent_replayer,
             __idempotent_body,

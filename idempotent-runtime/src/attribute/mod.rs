@@ -61,7 +61,8 @@ impl<T, E> IdempotentResult for Result<T, E> {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be the `Ok` value of an `#[idempotent]` function",
     label = "the `Ok` value is stored and replayed, so it must implement `Serialize` and `Deserialize`",
-    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to it"
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to it",
+    note = "if it is an HTTP response (a `Json<T>`, a `Response`, a tuple of parts), it is not a stored value: return the value itself, e.g. `Created<T>` (201 fresh, 200 replayed) or `Outcome<T>`, and let it become the response"
 )]
 pub trait Stored: Serialize + DeserializeOwned {}
 
@@ -375,10 +376,14 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
 /// Runs one call on the engine: replays a completed record (decoding it, and keeping the
 /// decoded value for the next replays if `local` is a memory store in this process),
 /// waits for an attempt in flight, or claims the key and runs `body` under the claim.
+///
+/// A duplicate waits `wait`, the value of a `wait = <expr>` evaluated for this call, or,
+/// when `None` (a literal `wait = "30s"`, or none), `options.wait`.
 pub async fn execute<R, S, F, P>(
     store: &S,
     local: Option<&MemoryStore>,
     options: &Options,
+    wait: Option<Duration>,
     derived: Derived,
     replayer: P,
     body: F,
@@ -398,7 +403,7 @@ where
     let call = Call {
         request,
         ttl: options.ttl,
-        wait: options.wait,
+        wait: wait.unwrap_or(options.wait),
     };
     let body = async move {
         match body.await.into_ok() {

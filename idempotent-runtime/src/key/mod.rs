@@ -17,11 +17,16 @@
 //!    `scope(..)` parameter in ascending order of the names, then tag `k` and `str` of the
 //!    key.
 //!
+//! A destructuring parameter is, here, the variables its pattern binds, each a parameter of
+//! its own name: `Json(order): Json<T>` is the parameter `order: T`, as if `Json` were
+//! transparent, and `_` is none.
+//!
 //! A parameter whose declared type holds an `impl Trait` (`impl Serialize`,
 //! `&impl Serialize`, `Vec<impl Serialize>`) is preceded by tag `t`, `str` of its name and
 //! `str` of the concrete type name of the argument ([`KeyHasher::arg_type`]): the caller
 //! picks that type, and two types (a `Charge` and a `Refund` with the same fields) may
-//! serialize alike. Parameters with a declared type carry no type name; their type is
+//! serialize alike. A pattern over such a type does the same for each variable it binds,
+//! with the type name of that variable. Parameters with a declared type carry no type name; their type is
 //! fixed by the function, or by a generic argument (part 1).
 //!
 //! The namespace key is computed once per function, so a call hashes only its arguments:
