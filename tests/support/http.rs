@@ -126,9 +126,7 @@ fn build(
         .expect("a valid request")
 }
 
-async fn connection(
-    addr: SocketAddr,
-) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+async fn connection(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
     let stream = TcpStream::connect(addr).await.expect("the server accepts");
     let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -179,6 +177,31 @@ pub async fn post_and_disconnect(
     let mut sender = connection(addr).await;
     let request = build(Method::POST, path, &all, body.as_bytes());
     let answered = tokio::time::timeout(after, sender.send_request(request)).await;
-    assert!(answered.is_err(), "the response came before the client gave up");
+    assert!(
+        answered.is_err(),
+        "the response came before the client gave up"
+    );
     // Dropping the sender and its connection closes the socket.
+}
+
+/// `POST path` whose `Idempotency-Key` header is these raw bytes (which need not be text).
+pub async fn post_with_key_bytes(addr: SocketAddr, path: &str, key: &[u8], body: &str) -> Reply {
+    let mut request = build(
+        Method::POST,
+        path,
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    request.headers_mut().insert(
+        "idempotency-key",
+        http::HeaderValue::from_bytes(key).expect("a header value"),
+    );
+    let mut sender = connection(addr).await;
+    let response = sender.send_request(request).await.expect("a response");
+    let (parts, body) = response.into_parts();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: body.collect().await.expect("the whole body").to_bytes(),
+    }
 }
