@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use idempotency::http::{Created, IdempotencyKey, IdempotencyLayer, Problem, RunToCompletionLayer};
+// The body extractor whose rejections are problems, like the layer's.
+use idempotency::http::Json as JsonBody;
 use idempotency::idempotent;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,7 +146,7 @@ async fn create_order(
     State(app): State<App>,
     tenant: Tenant,
     key: IdempotencyKey,
-    Json(order): Json<NewOrder>,
+    JsonBody(order): JsonBody<NewOrder>,
 ) -> Result<Created<Order>, ApiError> {
     tokio::time::sleep(app.settings.delay).await;
     if order.qty == 0 {

@@ -195,6 +195,6 @@ pub use idempotent_runtime::{
 pub use idempotent_runtime::__private;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "redis", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;

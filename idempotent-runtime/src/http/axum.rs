@@ -6,11 +6,13 @@ use super::key::{IdempotencyKey, KeyRejection};
 use super::layer::IDEMPOTENT_REPLAYED;
 use super::problem::Problem;
 use crate::error::Error;
-use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum_core::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 /// The `Idempotency-Key` header of the request. A request without it, or with a malformed
@@ -88,5 +90,71 @@ impl<T: Serialize> IntoResponse for Created<T> {
             *response.status_mut() = StatusCode::CREATED;
         }
         response
+    }
+}
+
+/// A JSON request body, as axum's `Json` extractor reads it, whose rejections are problems
+/// like every other of this crate: `413` over the body limit (axum's `DefaultBodyLimit`,
+/// 2 MiB unless changed), `415` without a JSON `Content-Type`, `422` for JSON that does
+/// not match `T`, `400` for a body that could not be read.
+///
+/// ```
+/// use idempotent_runtime::http::Json;
+///
+/// #[derive(serde::Deserialize)]
+/// struct NewOrder { sku: String }
+///
+/// async fn create(Json(order): Json<NewOrder>) -> String {
+///     order.sku
+/// }
+/// # let _ = create;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = request
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .is_some_and(|essence| {
+                let essence = essence.trim();
+                essence.eq_ignore_ascii_case("application/json")
+                    || essence.to_ascii_lowercase().ends_with("+json")
+            });
+        if !json {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "content-type-unsupported",
+                "JSON body expected",
+            )
+            .detail("the request body must be JSON, with Content-Type: application/json"));
+        }
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "body-too-large",
+                        "Request body too large",
+                    )
+                    .detail("the request body is over the limit")
+                } else {
+                    Problem::body_unreadable()
+                }
+            })?;
+        serde_json::from_slice(&body).map(Json).map_err(|err| {
+            Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "body-invalid",
+                "Request body invalid",
+            )
+            .detail(format!("the JSON body does not fit: {err}"))
+        })
     }
 }

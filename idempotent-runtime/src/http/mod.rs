@@ -23,6 +23,8 @@ mod layer;
 mod problem;
 mod record;
 
+#[cfg(feature = "axum")]
+pub use axum::Json;
 pub use complete::{RunToCompletion, RunToCompletionLayer};
 pub use created::Created;
 pub use key::{IdempotencyKey, KeyRejection, IDEMPOTENCY_KEY};
