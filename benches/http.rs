@@ -19,7 +19,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,14 +31,12 @@ use criterion::Criterion;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
+use idempotency::http::Json as JsonBody;
+use idempotency::http::{Created, IdempotencyKey, IdempotencyLayer, IDEMPOTENT_REPLAYED};
 use idempotency::{idempotent, MemoryStore};
-// `idempotency::http` is behind the root `tower` feature, which the root `axum` feature
-// does not enable: under `--features axum` only the runtime crate's path exists.
-use idempotent_runtime::http::{Created, IdempotencyKey, IdempotencyLayer, IDEMPOTENT_REPLAYED};
 use ruts::store::moka::MokaStore;
 use ruts::store::Ttl;
 use ruts::{CookieOptions, Session, SessionLayer};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -97,20 +95,6 @@ async fn create_payment(
         .into_response()
 }
 
-/// The request body as JSON, as an argument the attribute can key on: `Json<T>` is not
-/// `Serialize`, and the attribute does not take a `Json(new)` pattern in this branch.
-#[derive(Serialize)]
-struct JsonBody<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = axum::extract::rejection::JsonRejection;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let Json(value) = Json::<T>::from_request(request, state).await?;
-        Ok(JsonBody(value))
-    }
-}
-
 #[derive(Debug)]
 struct ApiError(idempotency::Error);
 
@@ -131,10 +115,10 @@ impl IntoResponse for ApiError {
 #[idempotent(name = "bench.payments", key = key, ttl = "24h")]
 async fn create_payment_idempotent(
     key: IdempotencyKey,
-    new: JsonBody<NewPayment>,
+    JsonBody(new): JsonBody<NewPayment>,
 ) -> Result<Created<Payment>, ApiError> {
     RUNS[2].fetch_add(1, Ordering::SeqCst);
-    Ok(Created::new(payment(new.0)).at("/payments/7"))
+    Ok(Created::new(payment(new)).at("/payments/7"))
 }
 
 /// Opens the `ruts` session that `axum-idempotent` stores its responses in: it never
