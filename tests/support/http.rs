@@ -205,3 +205,71 @@ pub async fn post_with_key_bytes(addr: SocketAddr, path: &str, key: &[u8], body:
         body: body.collect().await.expect("the whole body").to_bytes(),
     }
 }
+
+/// `POST path` that announces a body of `content_length` bytes with
+/// `Expect: 100-continue` and never sends it: how a client asks whether a large body is
+/// welcome. The server must answer from the headers alone (a `100 Continue` is skipped).
+/// Sending the body instead would race the server's early answer against the reset of a
+/// connection closed with unread data.
+pub async fn post_announcing(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_length: usize,
+) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("the server accepts");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {content_length}\r\nexpect: 100-continue\r\nconnection: close\r\n"
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("the headers are sent");
+    let mut received = Vec::new();
+    loop {
+        let mut chunk = [0; 4096];
+        let n = stream.read(&mut chunk).await.expect("the answer is read");
+        received.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&received).into_owned();
+        // Skip interim answers.
+        let text = text.trim_start_matches("HTTP/1.1 100 Continue\r\n\r\n");
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let mut lines = head.lines();
+            let status: u16 = lines
+                .next()
+                .and_then(|line| line.split(' ').nth(1))
+                .and_then(|code| code.parse().ok())
+                .expect("a status line");
+            let mut headers = HeaderMap::new();
+            for line in lines {
+                if let Some((name, value)) = line.split_once(':') {
+                    headers.append(
+                        http::HeaderName::from_bytes(name.trim().as_bytes()).expect("a name"),
+                        http::HeaderValue::from_str(value.trim()).expect("a value"),
+                    );
+                }
+            }
+            let length: usize = headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+                .unwrap_or(0);
+            if body.len() >= length || n == 0 {
+                return Reply {
+                    status: StatusCode::from_u16(status).expect("a status"),
+                    headers,
+                    body: Bytes::copy_from_slice(&body.as_bytes()[..length.min(body.len())]),
+                };
+            }
+        }
+        assert!(
+            n > 0,
+            "the connection closed before an answer: {:?}",
+            String::from_utf8_lossy(&received)
+        );
+    }
+}

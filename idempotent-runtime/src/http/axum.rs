@@ -8,10 +8,10 @@ use super::problem::Problem;
 use crate::error::Error;
 use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum_core::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::StatusCode;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -94,9 +94,10 @@ impl<T: Serialize> IntoResponse for Created<T> {
 }
 
 /// A JSON request body, as axum's `Json` extractor reads it, whose rejections are problems
-/// like every other of this crate: `413` over the body limit (axum's `DefaultBodyLimit`,
-/// 2 MiB unless changed), `415` without a JSON `Content-Type`, `422` for JSON that does
-/// not match `T`, `400` for a body that could not be read.
+/// like every other of this crate: `413` for a body over `LIMIT` bytes (1 MiB by default,
+/// judged by its `Content-Length` before a byte is read, and enforced while reading), `415`
+/// without a JSON `Content-Type`, `422` for JSON that does not match `T`, `400` for a body
+/// that could not be read.
 ///
 /// ```
 /// use idempotent_runtime::http::Json;
@@ -107,24 +108,28 @@ impl<T: Serialize> IntoResponse for Created<T> {
 /// async fn create(Json(order): Json<NewOrder>) -> String {
 ///     order.sku
 /// }
-/// # let _ = create;
+///
+/// // Up to 64 KiB.
+/// async fn note(Json(text): Json<String, 65_536>) -> String {
+///     text
+/// }
+/// # let _ = (create, note);
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Json<T>(pub T);
+pub struct Json<T, const LIMIT: usize = { 1 << 20 }>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for Json<T, LIMIT> {
     type Rejection = Problem;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let json = request
-            .headers()
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let headers = request.headers();
+        let json = headers
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split(';').next())
             .is_some_and(|essence| {
-                let essence = essence.trim();
-                essence.eq_ignore_ascii_case("application/json")
-                    || essence.to_ascii_lowercase().ends_with("+json")
+                let essence = essence.trim().to_ascii_lowercase();
+                essence == "application/json" || essence.ends_with("+json")
             });
         if !json {
             return Err(Problem::new(
@@ -134,20 +139,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
             )
             .detail("the request body must be JSON, with Content-Type: application/json"));
         }
-        let body = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body-too-large",
-                        "Request body too large",
-                    )
-                    .detail("the request body is over the limit")
-                } else {
-                    Problem::body_unreadable()
-                }
-            })?;
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > LIMIT as u64) {
+            return Err(Problem::body_too_large(LIMIT));
+        }
+        let body = match Limited::new(request.into_body(), LIMIT).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<LengthLimitError>() => return Err(Problem::body_too_large(LIMIT)),
+            Err(_) => return Err(Problem::body_unreadable()),
+        };
         serde_json::from_slice(&body).map(Json).map_err(|err| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
