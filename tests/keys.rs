@@ -356,7 +356,13 @@ async fn reference_and_impl_trait_arguments_work() {
     assert_eq!(RUNS.load(Ordering::SeqCst), 2);
 }
 
-static CHARGES: AtomicUsize = AtomicUsize::new(0);
+/// Runs of `charge`, by tenant: each test charges tenants of its own, so that the tests,
+/// which run at once, do not count each other's runs.
+static CHARGES: [AtomicUsize; 8] = [const { AtomicUsize::new(0) }; 8];
+
+fn charges(tenant: u64) -> usize {
+    CHARGES[usize::try_from(tenant).unwrap()].load(Ordering::SeqCst)
+}
 
 /// A client-supplied key (the `Idempotency-Key` header) scoped by tenant.
 #[idempotent(key = idempotency_key, scope(tenant), skip(trace_id))]
@@ -367,7 +373,7 @@ async fn charge(
     trace_id: u128,
 ) -> Result<String, AppError> {
     let _ = trace_id;
-    let n = CHARGES.fetch_add(1, Ordering::SeqCst) + 1;
+    let n = CHARGES[usize::try_from(tenant).unwrap_or(0) % 8].fetch_add(1, Ordering::SeqCst) + 1;
     Ok(format!("charge #{n}: tenant {tenant} paid {amount}"))
 }
 
@@ -394,8 +400,8 @@ async fn client_keys_replay_and_refuse_a_different_payload() {
 
 #[tokio::test]
 async fn invalid_client_keys_are_refused_before_the_body_runs() {
-    let before = CHARGES.load(Ordering::SeqCst);
-    let empty = charge(String::new(), 1, 1, 0)
+    let before = charges(3);
+    let empty = charge(String::new(), 3, 1, 0)
         .await
         .unwrap_err()
         .idempotency();
@@ -403,7 +409,7 @@ async fn invalid_client_keys_are_refused_before_the_body_runs() {
         matches!(empty, Error::InvalidKey(InvalidKey::Empty)),
         "{empty:?}"
     );
-    let long = charge("x".repeat(256), 1, 1, 0)
+    let long = charge("x".repeat(256), 3, 1, 0)
         .await
         .unwrap_err()
         .idempotency();
@@ -411,14 +417,14 @@ async fn invalid_client_keys_are_refused_before_the_body_runs() {
         matches!(long, Error::InvalidKey(InvalidKey::TooLong { len: 256 })),
         "{long:?}"
     );
-    assert_eq!(CHARGES.load(Ordering::SeqCst), before);
-    charge("y".repeat(255), 1, 1, 0).await.unwrap();
-    assert_eq!(CHARGES.load(Ordering::SeqCst), before + 1);
+    assert_eq!(charges(3), before);
+    charge("y".repeat(255), 3, 1, 0).await.unwrap();
+    assert_eq!(charges(3), before + 1);
 }
 
 #[tokio::test]
 async fn client_keys_with_control_characters_are_refused_before_the_body_runs() {
-    let before = CHARGES.load(Ordering::SeqCst);
+    let before = charges(3);
     for (key, at, character) in [
         ("k-1\n", 3, '\n'),
         ("k\r\n-1", 1, '\r'),
@@ -427,7 +433,7 @@ async fn client_keys_with_control_characters_are_refused_before_the_body_runs() 
         ("k\u{7f}", 1, '\u{7f}'),
         ("é\u{85}", 2, '\u{85}'),
     ] {
-        let refused = charge(key.into(), 1, 1, 0).await.unwrap_err().idempotency();
+        let refused = charge(key.into(), 4, 1, 0).await.unwrap_err().idempotency();
         assert!(
             matches!(
                 refused,
@@ -438,7 +444,7 @@ async fn client_keys_with_control_characters_are_refused_before_the_body_runs() 
         );
         assert!(!refused.to_string().contains('\n'), "{refused}");
     }
-    assert_eq!(CHARGES.load(Ordering::SeqCst), before);
+    assert_eq!(charges(4), before);
 }
 
 #[tokio::test]
