@@ -468,3 +468,27 @@ async fn an_unreachable_store_fails_closed_with_503() {
     assert!(!String::from_utf8_lossy(&answer.body).contains("refused"));
     assert_eq!(handler.runs(), 0, "the handler never runs without a claim");
 }
+
+#[tokio::test]
+async fn opted_in_headers_are_part_of_the_fingerprint() {
+    let handler = Handler::new(created);
+    let service = unscoped()
+        .fingerprint_header(header::HeaderName::from_static("x-account"))
+        .layer(handler.clone());
+    let with = |account: &'static str| {
+        let mut req = request(Some("k"), "/payments", "{}");
+        req.headers_mut()
+            .insert("x-account", HeaderValue::from_static(account));
+        req
+    };
+    assert_eq!(send(&service, with("acct-1")).await.status, 201);
+    assert!(send(&service, with("acct-1")).await.replayed());
+    assert_eq!(send(&service, with("acct-2")).await.status, 422);
+    // Not opted in: another value of another header is the same request.
+    let mut other = with("acct-1");
+    other
+        .headers_mut()
+        .insert("x-trace", HeaderValue::from_static("t-9"));
+    assert!(send(&service, other).await.replayed());
+    assert_eq!(handler.runs(), 1);
+}
