@@ -35,6 +35,10 @@
 //! assert_eq!(first, retry);
 //! # }
 //! ```
+//!
+//! Over HTTP, the `axum` feature lets the attribute sit on an axum handler (the
+//! `IdempotencyKey` extractor, `Created` for `201`/`200`, problems as responses), and the
+//! `tower` feature adds `IdempotencyLayer` for any service: see the `http` module.
 #![warn(missing_docs)]
 
 /// Makes an `async fn` idempotent: duplicates of a call, sequential or parallel, run its
