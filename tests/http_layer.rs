@@ -62,6 +62,8 @@ where
 #[derive(Clone)]
 struct Handler {
     runs: Arc<AtomicUsize>,
+    /// Signalled each time a request reaches the handler.
+    entered: Arc<tokio::sync::Notify>,
     respond: Arc<dyn Fn(usize) -> Response<Full<Bytes>> + Send + Sync>,
     delay: Duration,
 }
@@ -70,6 +72,7 @@ impl Handler {
     fn new(respond: impl Fn(usize) -> Response<Full<Bytes>> + Send + Sync + 'static) -> Self {
         Handler {
             runs: Arc::default(),
+            entered: Arc::default(),
             respond: Arc::new(respond),
             delay: Duration::ZERO,
         }
@@ -101,6 +104,7 @@ impl<B: Send + 'static> Service<Request<B>> for Handler {
 
     fn call(&mut self, _request: Request<B>) -> Self::Future {
         let (runs, respond, delay) = (self.runs.clone(), self.respond.clone(), self.delay);
+        self.entered.notify_one();
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
@@ -403,10 +407,10 @@ async fn fail_fast_answers_409_with_retry_after_while_the_first_runs() {
         let service = service.clone();
         async move { send(&service, request(Some("k"), "/payments", "{}")).await }
     });
-    // Until the first request holds the key; its handler then sleeps on the paused clock.
-    while store.in_flight() == 0 {
-        tokio::task::yield_now().await;
-    }
+    // The handler runs only under the claim: once it is entered, the key is held, and the
+    // handler sleeps on the paused clock.
+    handler.entered.notified().await;
+    assert_eq!(store.in_flight(), 1);
     let busy = send(&service, request(Some("k"), "/payments", "{}")).await;
     assert_eq!(busy.status, StatusCode::CONFLICT);
     assert_eq!(busy.headers[header::RETRY_AFTER], "1");

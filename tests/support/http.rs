@@ -143,11 +143,13 @@ pub async fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
+    exchange(addr, build(method, path, headers, body)).await
+}
+
+/// Sends `request` on a connection of its own and reads the whole response.
+async fn exchange(addr: SocketAddr, request: Request<Full<Bytes>>) -> Reply {
     let mut sender = connection(addr).await;
-    let response = sender
-        .send_request(build(method, path, headers, body))
-        .await
-        .expect("a response");
+    let response = sender.send_request(request).await.expect("a response");
     let (parts, body) = response.into_parts();
     Reply {
         status: parts.status,
@@ -196,14 +198,7 @@ pub async fn post_with_key_bytes(addr: SocketAddr, path: &str, key: &[u8], body:
         "idempotency-key",
         http::HeaderValue::from_bytes(key).expect("a header value"),
     );
-    let mut sender = connection(addr).await;
-    let response = sender.send_request(request).await.expect("a response");
-    let (parts, body) = response.into_parts();
-    Reply {
-        status: parts.status,
-        headers: parts.headers,
-        body: body.collect().await.expect("the whole body").to_bytes(),
-    }
+    exchange(addr, request).await
 }
 
 /// `POST path` that announces a body of `content_length` bytes with

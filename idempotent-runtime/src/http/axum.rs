@@ -1,6 +1,7 @@
 //! axum support: the [`IdempotencyKey`] extractor, and [`Created`], [`Problem`] and the
 //! idempotency [`Error`] as responses.
 
+use super::body::read_limited;
 use super::created::Created;
 use super::key::{IdempotencyKey, KeyRejection};
 use super::layer::IDEMPOTENT_REPLAYED;
@@ -8,10 +9,9 @@ use super::problem::Problem;
 use crate::error::Error;
 use axum_core::extract::{FromRequest, FromRequestParts, OptionalFromRequestParts, Request};
 use axum_core::response::{IntoResponse, Response};
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{HeaderValue, CONTENT_TYPE, LOCATION};
 use http::request::Parts;
 use http::StatusCode;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -139,17 +139,8 @@ impl<T: DeserializeOwned, S: Send + Sync, const LIMIT: usize> FromRequest<S> for
             )
             .detail("the request body must be JSON, with Content-Type: application/json"));
         }
-        let declared = headers
-            .get(CONTENT_LENGTH)
-            .and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > LIMIT as u64) {
-            return Err(Problem::body_too_large(LIMIT));
-        }
-        let body = match Limited::new(request.into_body(), LIMIT).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(err) if err.is::<LengthLimitError>() => return Err(Problem::body_too_large(LIMIT)),
-            Err(_) => return Err(Problem::body_unreadable()),
-        };
+        let (parts, body) = request.into_parts();
+        let body = read_limited(&parts.headers, body, LIMIT).await?;
         serde_json::from_slice(&body).map(Json).map_err(|err| {
             Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -1,5 +1,6 @@
 //! [`IdempotencyLayer`]: idempotent HTTP requests for any tower service.
 
+use super::body::read_limited;
 use super::key::{IdempotencyKey, KeyRejection};
 use super::problem::Problem;
 use super::record::{self, Fresh, Read};
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{request, Request, Response, StatusCode};
 use http_body::Body;
-use http_body_util::{BodyExt, Either, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Either, Full};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -410,25 +411,9 @@ where
         Ok(None) => return Ok(problem(&config, &Problem::key(KeyRejection::Missing))),
         Err(rejection) => return Ok(problem(&config, &Problem::key(rejection))),
     };
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|len| len.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > config.body_limit as u64) {
-        return Ok(problem(
-            &config,
-            &Problem::body_too_large(config.body_limit),
-        ));
-    }
-    let body = match Limited::new(body, config.body_limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.is::<LengthLimitError>() => {
-            return Ok(problem(
-                &config,
-                &Problem::body_too_large(config.body_limit),
-            ));
-        }
-        Err(_) => return Ok(problem(&config, &Problem::body_unreadable())),
+    let body = match read_limited(&parts.headers, body, config.body_limit).await {
+        Ok(body) => body,
+        Err(rejection) => return Ok(problem(&config, &rejection)),
     };
     let call = match config.call(&key, &parts, &body) {
         Ok(call) => call,

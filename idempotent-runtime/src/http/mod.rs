@@ -16,6 +16,7 @@
 
 #[cfg(feature = "axum")]
 mod axum;
+mod body;
 mod complete;
 mod created;
 mod key;
