@@ -195,6 +195,14 @@ pub use idempotent_runtime::{
     ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
 };
 
+#[cfg(feature = "postgres")]
+#[doc(inline)]
+pub use idempotent_runtime::postgres;
+
+#[cfg(feature = "postgres")]
+#[doc(inline)]
+pub use idempotent_runtime::{Isolation, PostgresError, PostgresStore, PostgresStoreBuilder};
+
 #[doc(hidden)]
 pub use idempotent_runtime::__private;
 

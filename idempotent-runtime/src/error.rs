@@ -165,6 +165,7 @@ enum StoreErrorKind {
     LeaseLost,
     TooLarge { len: usize, limit: usize },
     Backend(Box<dyn std::error::Error + Send + Sync>),
+    Retryable(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl StoreError {
@@ -211,6 +212,28 @@ impl StoreError {
         }
     }
 
+    /// A transient conflict in the store that making the same call again resolves: a
+    /// database's serialization failure, deadlock or lock timeout. Nothing was stored.
+    ///
+    /// ```
+    /// use idempotent_runtime::StoreError;
+    ///
+    /// let conflict = StoreError::retryable("could not serialize access");
+    /// assert!(conflict.is_retryable());
+    /// assert!(!StoreError::backend("connection refused").is_retryable());
+    /// ```
+    pub fn retryable(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError {
+            kind: StoreErrorKind::Retryable(err.into()),
+        }
+    }
+
+    /// Whether this is a [`retryable`](Self::retryable) conflict.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, StoreErrorKind::Retryable(_))
+    }
+
     /// Whether this is the fencing answer of [`StoreError::lease_lost`].
     #[must_use]
     pub fn is_lease_lost(&self) -> bool {
@@ -228,7 +251,7 @@ impl fmt::Display for StoreError {
                 f,
                 "the result is {len} bytes, over the store's limit of {limit}"
             ),
-            StoreErrorKind::Backend(err) => err.fmt(f),
+            StoreErrorKind::Backend(err) | StoreErrorKind::Retryable(err) => err.fmt(f),
         }
     }
 }
@@ -237,7 +260,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             StoreErrorKind::LeaseLost | StoreErrorKind::TooLarge { .. } => None,
-            StoreErrorKind::Backend(err) => err.source(),
+            StoreErrorKind::Backend(err) | StoreErrorKind::Retryable(err) => err.source(),
         }
     }
 }

@@ -41,9 +41,13 @@ pub mod http;
 pub mod key;
 mod memory;
 mod outcome;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 pub mod store;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod waiters;
 
 pub use codec::binary::Binary;
 pub use error::{CodecError, Error, InvalidKey, StoreError};
@@ -52,6 +56,8 @@ pub use key::{
 };
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
+#[cfg(feature = "postgres")]
+pub use postgres::{Isolation, PostgresError, PostgresStore, PostgresStoreBuilder};
 #[cfg(feature = "redis")]
 pub use redis::{
     ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,

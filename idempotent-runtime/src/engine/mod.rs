@@ -42,7 +42,7 @@
 mod lease;
 
 use crate::error::Error;
-use crate::store::record::{Begin, Request};
+use crate::store::record::{Begin, InFlight, Request};
 use crate::store::Store;
 use std::borrow::Cow;
 use std::future::Future;
@@ -216,20 +216,8 @@ where
                 return Err(mismatch(call));
             }
             Begin::InProgress(flight) => {
-                let now = Instant::now();
-                let since = *started.get_or_insert(now);
-                let deadline = since + call.wait;
-                if now >= deadline {
-                    return Err(Error::InProgress {
-                        namespace: request.namespace.to_string(),
-                        waited: now - since,
-                    });
-                }
-                // Woken by the holder's completion or release; the lease bounds the wait
-                // on a holder that died, which sends no notice.
-                let recheck = deadline.min(now + flight.lease_remaining + LEASE_MARGIN);
                 // Boxed, like the claimed path: the replay path's future stays small.
-                let _ = Box::pin(tokio::time::timeout_at(recheck, flight.changed)).await;
+                Box::pin(wait_for(call, &mut started, flight)).await?;
             }
             Begin::Claimed(claim) => {
                 // Boxed: every call builds this future, and most only replay.
@@ -239,7 +227,31 @@ where
     }
 }
 
-fn mismatch(call: &Call) -> Error {
+/// Waits for the holder of `flight` to complete or release its claim (or for its lease to
+/// end), within what is left of the call's `wait` since `started`; then the caller looks
+/// again.
+pub(crate) async fn wait_for(
+    call: &Call,
+    started: &mut Option<Instant>,
+    flight: InFlight,
+) -> Result<(), Error> {
+    let now = Instant::now();
+    let since = *started.get_or_insert(now);
+    let deadline = since + call.wait;
+    if now >= deadline {
+        return Err(Error::InProgress {
+            namespace: call.request.namespace.to_string(),
+            waited: now - since,
+        });
+    }
+    // Woken by the holder's completion or release; the lease bounds the wait on a holder
+    // that died, which sends no notice.
+    let recheck = deadline.min(now + flight.lease_remaining + LEASE_MARGIN);
+    let _ = tokio::time::timeout_at(recheck, flight.changed).await;
+    Ok(())
+}
+
+pub(crate) fn mismatch(call: &Call) -> Error {
     Error::PayloadMismatch {
         namespace: call.request.namespace.to_string(),
     }

@@ -21,10 +21,11 @@ mod connect_error;
 mod server;
 mod waiters;
 
+use crate::waiters::Waiters;
 pub use connect_error::{ConnectError, ConnectErrorKind};
 use server::Refusal;
 pub use server::{Persistence, ServerInfo};
-use waiters::{listen, Listener, Waiters};
+use waiters::{listen, Listener};
 
 /// A store in Redis: one record per key, shared by every process that connects to the
 /// same server (or cluster) with the same prefix.
@@ -984,7 +985,7 @@ fn in_flight(
     fingerprint: Fingerprint,
     pttl: i64,
     lease: Duration,
-    registration: waiters::Registration,
+    registration: crate::waiters::Registration,
 ) -> InFlight {
     InFlight {
         fingerprint,

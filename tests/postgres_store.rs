@@ -1,0 +1,332 @@
+//! The Postgres store against a real server started by each test: the conformance suite,
+//! and completion inside the caller's transaction (the order row and the record commit
+//! together, or neither does).
+
+mod support;
+
+use idempotency::store::conformance::{self, Settings};
+use idempotency::{Error, Isolation, PostgresError, PostgresStore, StoreError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::postgres::PostgresServer;
+
+/// A store on `server` with the `orders` table of the tests, and a short lease.
+async fn store_on(server: &PostgresServer) -> PostgresStore {
+    server.psql(ORDERS);
+    PostgresStore::builder(server.url())
+        .lease(Duration::from_secs(2))
+        .migrate()
+        .connect()
+        .await
+        .unwrap()
+}
+
+const ORDERS: &str = "CREATE TABLE IF NOT EXISTS orders (
+    id bigserial PRIMARY KEY, customer bigint NOT NULL, sku text NOT NULL, qty int NOT NULL)";
+
+#[derive(Debug)]
+enum AppError {
+    Idempotency(Error),
+    Db(sqlx::Error),
+    Refused(#[allow(dead_code, reason = "read in failure messages")] &'static str),
+}
+
+impl From<Error> for AppError {
+    fn from(err: Error) -> Self {
+        AppError::Idempotency(err)
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        AppError::Db(err)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Order {
+    id: i64,
+    sku: String,
+}
+
+/// Inserts an order inside the store's transaction: the unit of work of these tests.
+async fn create_order(
+    store: &PostgresStore,
+    key: &str,
+    sku: &str,
+    runs: &AtomicUsize,
+) -> Result<Order, AppError> {
+    store
+        .once("orders.create")
+        .client_key(key)
+        .payload("sku", sku)
+        .transaction(async |tx| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO orders (customer, sku, qty) VALUES (7, $1, 1) RETURNING id",
+            )
+            .bind(sku)
+            .fetch_one(&mut *tx)
+            .await?;
+            Ok(Order {
+                id,
+                sku: sku.to_owned(),
+            })
+        })
+        .await
+}
+
+fn count(server: &PostgresServer, sql: &str) -> i64 {
+    server.psql(sql).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    conformance::check_all(&store, &Settings::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_and_its_record_commit_together_once() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    let runs = AtomicUsize::new(0);
+    let first = create_order(&store, "order-1", "book", &runs)
+        .await
+        .unwrap();
+    let again = create_order(&store, "order-1", "book", &runs)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&server, "select count(*) from orders"), 1);
+    assert_eq!(
+        count(
+            &server,
+            "select count(*) from idempotency_records where value is not null"
+        ),
+        1
+    );
+    // The same key with another payload is refused, and runs nothing.
+    let other = create_order(&store, "order-1", "pen", &runs).await;
+    assert!(matches!(
+        other,
+        Err(AppError::Idempotency(Error::PayloadMismatch { .. }))
+    ));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_duplicates_insert_one_order() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    let runs = Arc::new(AtomicUsize::new(0));
+    let calls = (0..100).map(|_| {
+        let (store, runs) = (store.clone(), Arc::clone(&runs));
+        tokio::spawn(async move { create_order(&store, "order-many", "book", &runs).await })
+    });
+    let results: Vec<Order> = futures_util::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|joined| joined.unwrap().unwrap())
+        .collect();
+    assert!(results.iter().all(|order| *order == results[0]));
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&server, "select count(*) from orders"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_body_leaves_no_row_and_frees_the_key() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    let failed: Result<Order, AppError> = store
+        .once("orders.create")
+        .client_key("order-2")
+        .transaction(async |tx| {
+            sqlx::query("INSERT INTO orders (customer, sku, qty) VALUES (7, 'book', 1)")
+                .execute(&mut *tx)
+                .await?;
+            Err(AppError::Refused("out of stock"))
+        })
+        .await;
+    assert!(matches!(failed, Err(AppError::Refused(_))));
+    assert_eq!(count(&server, "select count(*) from orders"), 0);
+    assert_eq!(
+        count(&server, "select count(*) from idempotency_records"),
+        0
+    );
+    let runs = AtomicUsize::new(0);
+    create_order(&store, "order-2", "", &runs).await.unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(count(&server, "select count(*) from orders"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_or_cancelled_body_leaves_no_row_and_frees_the_key() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    // A panic inside the transaction.
+    let panicked = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .once("orders.create")
+                .client_key("order-3")
+                .transaction(async |tx| {
+                    sqlx::query("INSERT INTO orders (customer, sku, qty) VALUES (7, 'x', 1)")
+                        .execute(&mut *tx)
+                        .await?;
+                    let stock: i64 = sqlx::query_scalar("SELECT 0::bigint")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    assert!(stock > 0, "the body panics after its insert");
+                    Ok::<u64, AppError>(1)
+                })
+                .await
+        })
+        .await
+    };
+    assert!(panicked.unwrap_err().is_panic());
+    // A cancelled call: dropped while its body waits, after its insert.
+    let (inserted_tx, inserted) = tokio::sync::oneshot::channel();
+    let cancelled = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .once("orders.create")
+                .client_key("order-4")
+                .transaction(async |tx| {
+                    sqlx::query("INSERT INTO orders (customer, sku, qty) VALUES (7, 'y', 1)")
+                        .execute(&mut *tx)
+                        .await?;
+                    let _ = inserted_tx.send(());
+                    std::future::pending::<()>().await;
+                    Ok::<u64, AppError>(1)
+                })
+                .await
+        })
+    };
+    inserted.await.unwrap();
+    cancelled.abort();
+    let _ = cancelled.await;
+    // Both keys are free at once (well before the 2 s lease), and neither insert stayed.
+    let runs = AtomicUsize::new(0);
+    let started = Instant::now();
+    for key in ["order-3", "order-4"] {
+        create_order(&store, key, "", &runs).await.unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&server, "select count(*) from orders"), 2);
+    assert_eq!(
+        count(
+            &server,
+            "select count(*) from orders where sku in ('x', 'y')"
+        ),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_ends_the_transaction_itself_is_refused() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    let ended: Result<u64, AppError> = store
+        .once("orders.create")
+        .client_key("order-5")
+        .transaction(async |tx| {
+            sqlx::query("ROLLBACK").execute(&mut *tx).await?;
+            Ok(1)
+        })
+        .await;
+    match ended {
+        Err(AppError::Idempotency(Error::Store(err))) => {
+            assert!(
+                err.to_string().contains("ended the store's transaction"),
+                "{err}"
+            );
+        }
+        other => panic!("expected a store error, got {other:?}"),
+    }
+    assert_eq!(
+        count(&server, "select count(*) from idempotency_records"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serialization_failure_is_a_retryable_error_and_frees_the_key() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    server.psql("INSERT INTO orders (customer, sku, qty) VALUES (1, 'stock', 10)");
+    let (read_tx, read) = tokio::sync::oneshot::channel();
+    let (go_tx, go) = tokio::sync::oneshot::channel::<()>();
+    let attempt = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .once("orders.reserve")
+                .client_key("reserve-1")
+                .isolation(Isolation::RepeatableRead)
+                .transaction(async |tx| {
+                    let _: i32 = sqlx::query_scalar("SELECT qty FROM orders WHERE sku = 'stock'")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let _ = read_tx.send(());
+                    let _ = go.await;
+                    // Updated meanwhile by another transaction: REPEATABLE READ refuses.
+                    sqlx::query("UPDATE orders SET qty = qty - 1 WHERE sku = 'stock'")
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok::<u64, AppError>(1)
+                })
+                .await
+        })
+    };
+    read.await.unwrap();
+    server.psql("UPDATE orders SET qty = 0 WHERE sku = 'stock'");
+    go_tx.send(()).unwrap();
+    match attempt.await.unwrap() {
+        Err(AppError::Db(sqlx::Error::Database(db))) => {
+            assert_eq!(db.code().as_deref(), Some("40001"));
+        }
+        other => panic!("expected the body's serialization failure, got {other:?}"),
+    }
+    assert_eq!(
+        count(&server, "select count(*) from idempotency_records"),
+        0
+    );
+    assert!(StoreError::retryable("x").is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_or_a_bad_name_is_a_typed_error() {
+    let server = PostgresServer::start();
+    let missing = PostgresStore::builder(server.url()).connect().await;
+    assert!(
+        matches!(missing, Err(PostgresError::Table { .. })),
+        "{missing:?}"
+    );
+    let bad = PostgresStore::builder(server.url())
+        .table("orders; drop table orders")
+        .connect()
+        .await;
+    assert!(
+        matches!(bad, Err(PostgresError::InvalidTable(_))),
+        "{bad:?}"
+    );
+    let unreachable = PostgresStore::builder("postgres://postgres@127.0.0.1:1/postgres")
+        .acquire_timeout(Duration::from_secs(1))
+        .connect()
+        .await;
+    assert!(
+        matches!(unreachable, Err(PostgresError::Connect(_))),
+        "{unreachable:?}"
+    );
+}
