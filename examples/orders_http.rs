@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --example orders_http --features axum
 //! cargo run --example orders_http --features axum,redis -- --redis redis://127.0.0.1:6379
+//! cargo run --example orders_http --features axum,postgres -- --database-url postgres://127.0.0.1/shop
 //! ```
 //!
 //! Flags: `--listen ADDR` (default `127.0.0.1:3000`; port 0 picks a free port), `--redis URL`
@@ -12,6 +13,12 @@
 //! sleeps N ms before creating anything), `--fail-fast` (duplicates of a request in flight
 //! get 409 at once instead of waiting for its response). The first line on stdout is
 //! `listening on http://ADDR`.
+//!
+//! With `--database-url URL` (feature `postgres`) the records live in PostgreSQL, and
+//! `POST /orders` inserts its order into an `orders` table and completes its idempotency
+//! record **in the same transaction**: the order and the record commit together or not at
+//! all. There, `--delay-ms N` waits *after* the insert and before the commit, idle in the
+//! transaction, or, with `--delay-in-database`, inside a `pg_sleep` statement of it.
 
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -35,6 +42,8 @@ struct Settings {
     redis: Option<String>,
     delay: Duration,
     fail_fast: bool,
+    database_url: Option<String>,
+    delay_in_database: bool,
 }
 
 impl Settings {
@@ -44,6 +53,8 @@ impl Settings {
             redis: None,
             delay: Duration::ZERO,
             fail_fast: false,
+            database_url: None,
+            delay_in_database: false,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -59,6 +70,8 @@ impl Settings {
                     settings.delay = Duration::from_millis(ms);
                 }
                 "--fail-fast" => settings.fail_fast = true,
+                "--database-url" => settings.database_url = Some(value()?),
+                "--delay-in-database" => settings.delay_in_database = true,
                 other => return Err(format!("unknown flag {other}")),
             }
         }
@@ -81,6 +94,9 @@ struct App {
     settings: Arc<Settings>,
     orders: Arc<AtomicU64>,
     payments: Arc<AtomicU64>,
+    /// The orders' database and its idempotency records, with `--database-url`.
+    #[cfg(feature = "postgres")]
+    database: Option<idempotency::PostgresStore>,
 }
 
 /// The caller's tenant, from the optional `X-Tenant` header: the scope of its keys.
@@ -123,6 +139,19 @@ impl From<idempotency::Error> for ApiError {
     }
 }
 
+/// A failed statement of the handler's own: 500, without the database's words.
+#[cfg(feature = "postgres")]
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        eprintln!("orders: {err}");
+        ApiError::Rejected(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "database",
+            "The order could not be written",
+        ))
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -151,14 +180,7 @@ async fn create_order(
     tokio::time::sleep(app.settings.delay).await;
     if order.qty == 0 {
         // A failure: returned to this caller only, and not stored.
-        return Err(ApiError::Rejected(
-            Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "qty-zero",
-                "Quantity is zero",
-            )
-            .detail("an order needs at least one item"),
-        ));
+        return Err(qty_zero());
     }
     let id = app.orders.fetch_add(1, Ordering::SeqCst) + 1;
     let order = Order {
@@ -168,6 +190,84 @@ async fn create_order(
         qty: order.qty,
     };
     Ok(Created::new(order).at(format!("/orders/{id}")))
+}
+
+/// `POST /orders` with `--database-url`: the same contract as [`create_order`], but the
+/// order is a row of the `orders` table, inserted in the transaction that also completes
+/// the idempotency record. A crash before the commit leaves neither; after it, both.
+#[cfg(feature = "postgres")]
+async fn create_order_in_database(
+    State(app): State<App>,
+    tenant: Tenant,
+    key: IdempotencyKey,
+    JsonBody(order): JsonBody<NewOrder>,
+) -> Result<Created<Order>, ApiError> {
+    let Some(database) = &app.database else {
+        unreachable!("the route is only installed with --database-url")
+    };
+    let settings = &app.settings;
+    database
+        .once("orders.create")
+        .client_key(key.as_str())
+        .arg("tenant", &tenant)
+        .payload("order", &order)
+        .ttl(Duration::from_secs(24 * 60 * 60))
+        .wait(settings.wait())
+        .transaction(async |tx| {
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO orders (customer, sku, qty) VALUES ($1, $2, $3) RETURNING id",
+            )
+            .bind(i64::try_from(order.customer).unwrap_or(i64::MAX))
+            .bind(&order.sku)
+            .bind(i64::from(order.qty))
+            .fetch_one(&mut *tx)
+            .await?;
+            if settings.delay_in_database {
+                sqlx::query("SELECT pg_sleep($1)")
+                    .bind(settings.delay.as_secs_f64())
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                tokio::time::sleep(settings.delay).await;
+            }
+            if order.qty == 0 {
+                // Refused after the insert: the rollback takes the row away again.
+                return Err(qty_zero());
+            }
+            app.orders.fetch_add(1, Ordering::SeqCst);
+            let id = id.unsigned_abs();
+            let order = Order {
+                id,
+                customer: order.customer,
+                sku: order.sku.clone(),
+                qty: order.qty,
+            };
+            Ok(Created::new(order).at(format!("/orders/{id}")))
+        })
+        .await
+}
+
+/// The example's own migration: the table its orders go into.
+#[cfg(feature = "postgres")]
+const ORDERS_TABLE: &str = "
+    SELECT pg_advisory_xact_lock(hashtext('orders_http migration'));
+    CREATE TABLE IF NOT EXISTS orders (
+        id       bigserial PRIMARY KEY,
+        customer bigint NOT NULL,
+        sku      text   NOT NULL,
+        qty      bigint NOT NULL
+    );";
+
+/// The handlers' own refusal of an empty order.
+fn qty_zero() -> ApiError {
+    ApiError::Rejected(
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "qty-zero",
+            "Quantity is zero",
+        )
+        .detail("an order needs at least one item"),
+    )
 }
 
 /// `POST /payments`: a plain handler, made idempotent by the layer around it. A fresh
@@ -202,22 +302,47 @@ async fn stats(State(app): State<App>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn install_store(settings: &Settings) -> Result<(), Box<dyn std::error::Error>> {
-    match &settings.redis {
-        None => Ok(()),
+/// Installs the default store the flags ask for (the payments layer's, and the
+/// attribute's); with `--database-url`, also returns the orders' database.
+async fn install_store(settings: &Settings) -> Result<Database, Box<dyn std::error::Error>> {
+    if settings.redis.is_some() && settings.database_url.is_some() {
+        return Err("--redis and --database-url are two places for the records: pick one".into());
+    }
+    if let Some(url) = &settings.redis {
         #[cfg(feature = "redis")]
-        Some(url) => {
+        {
             let store = idempotency::RedisStore::builder(url.as_str())
                 .prefix("orders-http")
                 .connect()
                 .await?;
             idempotency::set_default_store(store)?;
-            Ok(())
         }
         #[cfg(not(feature = "redis"))]
-        Some(_) => Err("--redis needs the redis feature: --features axum,redis".into()),
+        return Err(format!("--redis {url} needs the redis feature: --features axum,redis").into());
     }
+    let Some(url) = &settings.database_url else {
+        return Ok(Database::default());
+    };
+    #[cfg(feature = "postgres")]
+    {
+        let store = idempotency::PostgresStore::builder(url.as_str())
+            .max_connections(20)
+            .migrate()
+            .connect()
+            .await?;
+        sqlx::raw_sql(ORDERS_TABLE).execute(store.pool()).await?;
+        idempotency::set_default_store(store.clone())?;
+        Ok(Some(store))
+    }
+    #[cfg(not(feature = "postgres"))]
+    Err(format!("--database-url {url} needs the postgres feature: --features axum,postgres").into())
 }
+
+/// The orders' database, with `--database-url`.
+#[cfg(feature = "postgres")]
+type Database = Option<idempotency::PostgresStore>;
+#[cfg(not(feature = "postgres"))]
+type Database = ();
 
 fn router(app: App) -> Router {
     let payments = IdempotencyLayer::scoped(idempotency::default_store(), |request| {
@@ -225,11 +350,16 @@ fn router(app: App) -> Router {
     })
     .namespace("payments.create")
     .wait(app.settings.wait());
+    #[cfg(feature = "postgres")]
+    let orders = if app.database.is_some() {
+        post(create_order_in_database)
+    } else {
+        post(create_order)
+    };
+    #[cfg(not(feature = "postgres"))]
+    let orders = post(create_order);
     Router::new()
-        .route(
-            "/orders",
-            post(create_order).layer(RunToCompletionLayer::new()),
-        )
+        .route("/orders", orders.layer(RunToCompletionLayer::new()))
         .route("/payments", post(create_payment).layer(payments))
         .route("/stats", get(stats))
         .layer(DefaultBodyLimit::max(1 << 20))
@@ -244,14 +374,18 @@ fn tenant_of(headers: &axum::http::HeaderMap) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_args()?;
-    install_store(&settings).await?;
+    let database = install_store(&settings).await?;
     let listener = tokio::net::TcpListener::bind(&settings.listen).await?;
     println!("listening on http://{}", listener.local_addr()?);
     let app = App {
         settings: Arc::new(settings),
         orders: Arc::default(),
         payments: Arc::default(),
+        #[cfg(feature = "postgres")]
+        database,
     };
+    #[cfg(not(feature = "postgres"))]
+    let () = database;
     axum::serve(listener, router(app)).await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ mod sql;
 mod transaction;
 
 use sql::Statements;
-pub use transaction::{Isolation, Once};
+pub use transaction::{Isolation, Keyed, Once, Unkeyed, CLAIM_WINDOW};
 
 /// A store in a PostgreSQL table: one row per key, shared by every process that connects
 /// to the same database and table. PostgreSQL 14 or later.
@@ -191,10 +191,9 @@ enum Source {
 }
 
 impl PostgresStore {
-    /// The default lease of a claim: while a body runs outside a transaction it renews it
-    /// at a third; inside [`Once::transaction`] the transaction's row lock holds the key
-    /// and the lease only bounds how long a successor waits after the holder's process
-    /// died between claiming and locking.
+    /// The default lease of a claim made through the [`Store`] trait, which a running
+    /// body renews at a third. (A claim of [`Once::transaction`] is held by its
+    /// transaction's row lock instead; see [`CLAIM_WINDOW`].)
     pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
     /// The default `lock_timeout`.
     pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);

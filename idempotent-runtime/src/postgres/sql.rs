@@ -136,11 +136,15 @@ impl Statements {
         }
     }
 
-    /// The migration for `table`. An index takes its table's schema, so its name is the
-    /// bare table name's.
+    /// The migration for `table`, run as one transaction. An index takes its table's
+    /// schema, so its name is the bare table name's.
     pub(super) fn schema(table: &str) -> String {
         let bare = table.rsplit('.').next().unwrap_or(table);
-        SCHEMA
+        // Processes that start together migrate one at a time: concurrent `CREATE … IF
+        // NOT EXISTS` statements can still collide in the catalog.
+        let lock =
+            format!("SELECT pg_advisory_xact_lock(hashtext('idempotency migration {table}'));\n");
+        lock + &SCHEMA
             .replace(&format!("{DEFAULT_TABLE}_until"), &format!("{bare}_until"))
             .replace(DEFAULT_TABLE, table)
     }

@@ -44,6 +44,10 @@ impl Isolation {
     }
 }
 
+/// The default lease of a transactional claim: it only has to cover the two round trips
+/// from the claim to the transaction's row lock, on the same connection.
+pub const CLAIM_WINDOW: Duration = Duration::from_secs(2);
+
 /// A [`Once`] that has no key yet: give it a client key or arguments.
 #[derive(Debug)]
 pub enum Unkeyed {}
@@ -185,7 +189,10 @@ impl<'s, K> Once<'s, K> {
         self
     }
 
-    /// The claim's lease, instead of the store's.
+    /// The lease of the claim until the transaction locks its row (default
+    /// [`CLAIM_WINDOW`]). From the lock on, the row lock holds the key for as long as the
+    /// transaction lives, so the lease only decides how soon a duplicate takes over from
+    /// a holder that died, and how often a waiter looks again without a notification.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = Some(lease);
         self
@@ -306,7 +313,7 @@ impl Once<'_, Keyed> {
             key: self.key.finish().map_err(Error::Key)?,
             fingerprint: self.fingerprint.finish_fingerprint().map_err(Error::Key)?,
             namespace: self.namespace,
-            lease: self.lease,
+            lease: Some(self.lease.unwrap_or(CLAIM_WINDOW)),
         };
         Ok(Call {
             request,
