@@ -330,3 +330,111 @@ async fn a_missing_table_or_a_bad_name_is_a_typed_error() {
         "{unreachable:?}"
     );
 }
+
+/// Rows a store wrote long ago: `n` completed records whose TTL ran out an hour ago.
+fn expired_records(server: &PostgresServer, n: u32) {
+    server.psql(&format!(
+        "INSERT INTO idempotency_records (key, namespace, fingerprint, token, value, until)
+         SELECT decode(md5('expired' || i), 'hex'), 'old', decode(md5(''), 'hex'),
+                nextval('idempotency_records_token'), '\\x0142', now() - interval '1 hour'
+         FROM generate_series(1, {n}) i"
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_deletes_expired_records_under_traffic_without_blocking_a_holder() {
+    let server = PostgresServer::start();
+    server.psql(ORDERS);
+    let store = PostgresStore::builder(server.url())
+        .reap_every(Duration::ZERO)
+        .reap_batch(500)
+        .migrate()
+        .connect()
+        .await
+        .unwrap();
+    expired_records(&server, 3000);
+    // A holder whose claim window has lapsed: only its transaction's row lock holds it,
+    // and the reaper must pass it by rather than wait for it or delete it.
+    let (locked_tx, locked) = tokio::sync::oneshot::channel();
+    let (finish_tx, finish) = tokio::sync::oneshot::channel::<()>();
+    let holder = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .once("orders.create")
+                .client_key("held")
+                .lease(Duration::from_millis(1))
+                .transaction(async |tx| {
+                    sqlx::query("INSERT INTO orders (customer, sku, qty) VALUES (1, 'held', 1)")
+                        .execute(&mut *tx)
+                        .await?;
+                    let _ = locked_tx.send(());
+                    let _ = finish.await;
+                    Ok::<_, AppError>(1u64)
+                })
+                .await
+        })
+    };
+    locked.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await; // past the holder's 1 ms window
+                                                        // Traffic meanwhile: fresh orders on other keys.
+    let traffic = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let runs = AtomicUsize::new(0);
+            for i in 0..50 {
+                create_order(&store, &format!("traffic-{i}"), "book", &runs)
+                    .await
+                    .unwrap();
+            }
+            runs.into_inner()
+        })
+    };
+    let mut deleted = 0;
+    let mut batches = 0;
+    let reaping = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let batch = store.reap().await.unwrap();
+            deleted += batch;
+            batches += 1;
+            if batch < 500 {
+                break;
+            }
+        }
+    });
+    reaping
+        .await
+        .expect("the reaper waited on the holder's lock");
+    assert_eq!(deleted, 3000);
+    assert!(batches >= 6, "{batches} batches");
+    assert_eq!(traffic.await.unwrap(), 50);
+    finish_tx.send(()).unwrap();
+    assert_eq!(holder.await.unwrap().unwrap(), 1);
+    let left = count(
+        &server,
+        "select count(*) from idempotency_records where value is not null",
+    );
+    assert_eq!(left, 51, "the holder's record and the traffic's");
+    assert_eq!(count(&server, "select count(*) from orders"), 51);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_reaps_by_itself_on_its_schedule() {
+    let server = PostgresServer::start();
+    let _store = PostgresStore::builder(server.url())
+        .reap_every(Duration::from_millis(50))
+        .reap_batch(100)
+        .migrate()
+        .connect()
+        .await
+        .unwrap();
+    expired_records(&server, 1000);
+    let started = Instant::now();
+    while count(&server, "select count(*) from idempotency_records") > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the reaper did not run"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
