@@ -5,7 +5,7 @@
 mod support;
 
 use idempotency::store::conformance::{self, Settings};
-use idempotency::{Error, Isolation, PostgresError, PostgresStore, StoreError};
+use idempotency::{Error, Isolation, PostgresError, PostgresStore};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -261,7 +261,7 @@ async fn a_body_that_ends_the_transaction_itself_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_serialization_failure_is_a_retryable_error_and_frees_the_key() {
+async fn a_repeatable_read_conflict_in_the_body_rolls_back_and_frees_the_key() {
     let server = PostgresServer::start();
     let store = store_on(&server).await;
     server.psql("INSERT INTO orders (customer, sku, qty) VALUES (1, 'stock', 10)");
@@ -302,7 +302,89 @@ async fn a_serialization_failure_is_a_retryable_error_and_frees_the_key() {
         count(&server, "select count(*) from idempotency_records"),
         0
     );
-    assert!(StoreError::retryable("x").is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serializable_write_skew_fails_one_call_retryably_and_frees_its_key() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    // Two calls that each read what the other writes, at SERIALIZABLE, both reading
+    // before either commits: PostgreSQL lets one of them commit.
+    let both_read = Arc::new(tokio::sync::Barrier::new(2));
+    let call = |mine: &'static str, theirs: &'static str| {
+        let (store, both_read) = (store.clone(), Arc::clone(&both_read));
+        tokio::spawn(async move {
+            store
+                .once("orders.skew")
+                .client_key(mine)
+                .isolation(Isolation::Serializable)
+                .transaction(async |tx| {
+                    let seen: i64 =
+                        sqlx::query_scalar("SELECT count(*) FROM orders WHERE sku = $1")
+                            .bind(theirs)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    both_read.wait().await;
+                    sqlx::query("INSERT INTO orders (customer, sku, qty) VALUES (1, $1, 1)")
+                        .bind(mine)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok::<_, AppError>(seen)
+                })
+                .await
+        })
+    };
+    let (a, b) = (call("a", "b"), call("b", "a"));
+    let results = [a.await.unwrap(), b.await.unwrap()];
+    let failures: Vec<&AppError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert_eq!(failures.len(), 1, "{results:?}");
+    match failures[0] {
+        // Refused at commit: the store's own statement, a typed retryable error.
+        AppError::Idempotency(Error::Store(err)) => assert!(err.is_retryable(), "{err}"),
+        // Refused at the body's insert: the body's own error, as it returned it.
+        AppError::Db(sqlx::Error::Database(db)) => {
+            assert_eq!(db.code().as_deref(), Some("40001"));
+        }
+        other => panic!("expected a serialization failure, got {other:?}"),
+    }
+    assert_eq!(count(&server, "select count(*) from orders"), 1);
+    assert_eq!(
+        count(&server, "select count(*) from idempotency_records"),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_that_fails_is_found_out_and_frees_the_key() {
+    let server = PostgresServer::start();
+    let store = store_on(&server).await;
+    // A deferred check: the body's insert passes, and COMMIT itself is refused.
+    server.psql(
+        "CREATE TABLE customers (id bigint PRIMARY KEY);
+         ALTER TABLE orders ADD CONSTRAINT orders_customer FOREIGN KEY (customer)
+             REFERENCES customers (id) DEFERRABLE INITIALLY DEFERRED",
+    );
+    let runs = AtomicUsize::new(0);
+    let refused = create_order(&store, "commit-1", "book", &runs).await;
+    match refused {
+        Err(AppError::Idempotency(Error::Store(err))) => {
+            assert!(err.to_string().contains("foreign key"), "{err}");
+            assert!(!err.is_retryable());
+        }
+        other => panic!("expected the commit's failure, got {other:?}"),
+    }
+    assert_eq!(count(&server, "select count(*) from orders"), 0);
+    assert_eq!(
+        count(&server, "select count(*) from idempotency_records"),
+        0
+    );
+    // The key is free: once the customer exists, the retry runs and commits.
+    server.psql("INSERT INTO customers VALUES (7)");
+    create_order(&store, "commit-1", "book", &runs)
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(count(&server, "select count(*) from orders"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

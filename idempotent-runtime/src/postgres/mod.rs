@@ -281,6 +281,7 @@ impl PostgresStore {
     ) -> Result<Begin, StoreError> {
         let lease = self.lease_of(request);
         let mut registration = None;
+        let mut looked_again = false;
         loop {
             let row: Option<BeginRow> = sqlx::query_as(&self.inner.sql.begin)
                 .bind(&request.key.as_bytes()[..])
@@ -333,6 +334,12 @@ impl PostgresStore {
                 .map_err(backend)?;
             if let Some(taken) = taken {
                 return Ok(Begin::Claimed(Claim::new(request, token(taken), lease)));
+            }
+            // Not taken: the reaper deleted the row meanwhile, another caller claimed it,
+            // or a transaction holds it. Look once more before waiting.
+            if !looked_again {
+                looked_again = true;
+                continue;
             }
             // Held by a transaction (its row lock is its lease), or claimed by another
             // caller just now: wait for its notification, looking again after a lease.

@@ -12,8 +12,10 @@ pub(super) const SCHEMA: &str = include_str!("schema.sql");
 
 /// The statements for one table, built once per store.
 pub(super) struct Statements {
-    /// Claims a vacant key, or reads its record; one row out, or none after a race.
-    /// `$1` key, `$2` namespace, `$3` fingerprint, `$4` lease (ms).
+    /// Reads the key's record, or claims the key if it has none: one row out, or none
+    /// when another caller's claim committed in between. A row that exists is only read
+    /// (no sequence value is drawn, nothing is written), so a replay costs a primary-key
+    /// `SELECT`. `$1` key, `$2` namespace, `$3` fingerprint, `$4` lease (ms).
     pub(super) begin: String,
     /// Claims a record that is past its `until` and that no live transaction holds.
     /// Same parameters as `begin`; the new token out, or no row.
@@ -52,9 +54,14 @@ impl Statements {
         let lease = "clock_timestamp() + $4::bigint * interval '1 millisecond'";
         Statements {
             begin: format!(
-                "WITH claimed AS (
+                "WITH existing AS (
+                    SELECT token, fingerprint, value,
+                           (extract(epoch FROM until - clock_timestamp()) * 1000)::bigint AS remaining_ms
+                    FROM {table} WHERE key = $1
+                ), claimed AS (
                     INSERT INTO {table} (key, namespace, fingerprint, token, value, until)
-                    VALUES ($1, $2, $3, nextval('{sequence}'), NULL, {lease})
+                    SELECT $1::bytea, $2::text, $3::bytea, nextval('{sequence}'), NULL, {lease}
+                    WHERE NOT EXISTS (SELECT 1 FROM existing)
                     ON CONFLICT (key) DO NOTHING
                     RETURNING token
                 )
@@ -62,9 +69,7 @@ impl Statements {
                        NULL::bigint AS remaining_ms
                 FROM claimed
                 UNION ALL
-                SELECT false, token, fingerprint, value,
-                       (extract(epoch FROM until - clock_timestamp()) * 1000)::bigint
-                FROM {table} WHERE key = $1"
+                SELECT false, token, fingerprint, value, remaining_ms FROM existing"
             ),
             take_over: format!(
                 "UPDATE {table}
