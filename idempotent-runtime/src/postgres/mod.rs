@@ -224,13 +224,15 @@ impl PostgresStore {
     /// `options` with the settings the store wants on every connection of a pool it
     /// shares: `lock_timeout` and `client_connection_check_interval`, at their defaults.
     ///
-    /// ```
+    /// ```no_run
     /// use idempotent_runtime::PostgresStore;
     /// use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     ///
-    /// let options: PgConnectOptions = "postgres://app@127.0.0.1/orders".parse().unwrap();
-    /// let pool = PgPoolOptions::new().connect_lazy_with(PostgresStore::tune(options));
-    /// # drop(pool);
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// let options: PgConnectOptions = "postgres://app@127.0.0.1/orders".parse()?;
+    /// let pool = PgPoolOptions::new().connect_with(PostgresStore::tune(options)).await?;
+    /// let store = PostgresStore::with_pool(pool.clone()).connect().await?;
+    /// # Ok(()) }
     /// ```
     #[must_use]
     pub fn tune(options: PgConnectOptions) -> PgConnectOptions {

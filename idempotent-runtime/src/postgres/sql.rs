@@ -15,25 +15,34 @@ pub(super) struct Statements {
     /// Reads the key's record, or claims the key if it has none: one row out, or none
     /// when another caller's claim committed in between. A row that exists is only read
     /// (no sequence value is drawn, nothing is written), so a replay costs a primary-key
-    /// `SELECT`. `$1` key, `$2` namespace, `$3` fingerprint, `$4` lease (ms).
+    /// `SELECT`. Atomic through the primary key: of concurrent inserts of one key, one
+    /// wins and the others do nothing (`ON CONFLICT DO NOTHING` waits for the winner).
+    /// `$1` key, `$2` namespace, `$3` fingerprint, `$4` lease (ms).
     pub(super) begin: String,
     /// Claims a record that is past its `until` and that no live transaction holds.
-    /// Same parameters as `begin`; the new token out, or no row.
+    /// Atomic through the row lock the subquery takes: one caller takes the row, and a row
+    /// a transaction holds is skipped, never waited for. Same parameters as `begin`; the
+    /// new token out, or no row.
     pub(super) take_over: String,
     /// Extends the claim's lease, or claims the vanished record again for the same token.
-    /// `$1` key, `$2` token, `$3` lease (ms), `$4` namespace, `$5` fingerprint.
+    /// The `ON CONFLICT DO UPDATE … WHERE token` locks the row it checks, so the check and
+    /// the write are one step. `$1` key, `$2` token, `$3` lease (ms), `$4` namespace,
+    /// `$5` fingerprint.
     pub(super) renew: String,
     /// Completes the claim (or its vanished record) and notifies the channel; no row if
-    /// the claim was lost.
+    /// the claim was lost. Fenced and atomic as `renew`; the notification goes out when
+    /// the statement commits.
     /// `$1` key, `$2` token, `$3` value, `$4` TTL (ms), `$5` namespace, `$6` fingerprint,
     /// `$7` channel.
     pub(super) complete: String,
     /// Inside the caller's transaction: completes the claim whose row it locked, and
-    /// notifies the channel when it commits; no row if the body ended the transaction.
+    /// notifies the channel when it commits; no row if the body ended the transaction
+    /// (the transaction id is no longer the one that locked the row).
     /// `$1` key, `$2` token, `$3` value, `$4` TTL (ms), `$5` the id of the transaction
     /// that locked the row, `$6` channel.
     pub(super) complete_in: String,
-    /// Deletes the claim and notifies the channel. `$1` key, `$2` token, `$3` channel.
+    /// Deletes the claim, fenced by its token, and notifies the channel (a hand-over to one
+    /// waiter per process). `$1` key, `$2` token, `$3` channel.
     pub(super) release: String,
     /// Inside the caller's transaction: locks the claim's row for the transaction's
     /// lifetime (its lease from then on); the transaction's id out, or no row if the claim
@@ -42,7 +51,9 @@ pub(super) struct Statements {
     /// After a `COMMIT` that failed: waits for the transaction that held the row to end,
     /// then reads its token and whether it is completed. `$1` key.
     pub(super) settle: String,
-    /// Deletes at most `$1` rows past their `until` that no transaction holds; the count.
+    /// Deletes at most `$1` rows past their `until` that no transaction holds, oldest
+    /// first; the count. `SKIP LOCKED`: reapers in several processes take disjoint rows,
+    /// and none waits for a holder.
     pub(super) reap: String,
     /// Fails unless the table exists with the columns the statements use.
     pub(super) probe: String,
