@@ -13,9 +13,12 @@
 //!
 //! Round trips are counted on the wire, not guessed: a second store, configured the same,
 //! connects through a proxy that reads what clients send and counts the messages that
-//! each wait for the server's `ReadyForQuery` (a `Query`, or a `Sync` that ends an extended
-//! query or, alone, is sqlx's ping of a pooled connection before handing it out). The
-//! counts per call are printed to stderr before the measurements, and in the final table.
+//! each wait for the server's `ReadyForQuery`: a `Query`, or a `Sync` that ends an extended
+//! query or, alone, is a ping (sqlx's pool pings a connection when it hands it out and
+//! again when it takes it back, so every checkout adds two). The counts per call are
+//! printed to stderr before the measurements, and in the final table as statements' round
+//! trips + pings; a fraction means the pool opened a connection meanwhile, on which sqlx
+//! prepared its statements again.
 //!
 //! ```text
 //! cargo bench --bench postgres --features postgres
@@ -309,6 +312,7 @@ impl Exchanges {
         self.queries + self.extended + self.pings
     }
 
+    /// `[round trips, queries, extended, pings]` per call from `before` to `after`.
     fn per_call(before: Self, after: Self, calls: u64) -> [f64; 4] {
         let per = |a: u64, b: u64| (b - a) as f64 / calls as f64;
         [
@@ -462,6 +466,15 @@ fn count_round_trips(
     })
 }
 
+/// A count per call, to two decimals at most: `3`, `6.01`.
+fn trips(count: f64) -> String {
+    let rounded = format!("{count:.2}");
+    rounded
+        .trim_end_matches('0')
+        .trim_end_matches('.')
+        .to_owned()
+}
+
 fn timed<F: Future<Output = ()>>(
     runtime: &Runtime,
     iters: u64,
@@ -502,7 +515,11 @@ fn main() {
     eprintln!("\nround trips per call, counted on the wire over {COUNTED_CALLS} calls each:");
     for (group, id, [total, queries, extended, pings]) in &round_trips {
         eprintln!(
-            "  {group}/{id}: {total} ({extended} extended queries, {queries} simple queries, {pings} pool pings)"
+            "  {group}/{id}: {} ({} extended queries, {} simple queries, {} pool pings)",
+            trips(*total),
+            trips(*extended),
+            trips(*queries),
+            trips(*pings),
         );
     }
     eprintln!();
@@ -537,12 +554,22 @@ fn main() {
                 (Some(a), Some(b)) => format!("{:.2}×", a / b),
                 _ => "—".into(),
             };
-            let trips = round_trips
+            let counted = round_trips
                 .iter()
                 .find(|(g, i, _)| (*g, *i) == (group, id))
-                .map_or_else(|| "—".into(), |(_, _, [total, ..])| total.to_string());
+                .map_or_else(
+                    || "—".into(),
+                    |(_, _, [total, .., pings])| {
+                        format!(
+                            "{} ({} + {} pings)",
+                            trips(*total),
+                            trips(total - pings),
+                            trips(*pings)
+                        )
+                    },
+                );
             println!(
-                "| {group}/{id} | {} | {ratio} | {trips} |",
+                "| {group}/{id} | {} | {ratio} | {counted} |",
                 value.map_or_else(|| "—".into(), |v| format!("{:.1}", v / 1e3))
             );
         }
