@@ -40,6 +40,7 @@ mod error;
 pub mod http;
 pub mod key;
 mod memory;
+mod observe;
 mod outcome;
 #[cfg(feature = "postgres")]
 pub mod postgres;

@@ -119,8 +119,11 @@ impl<T: Clone + Send + Sync + 'static, E> CloneReplayer<T, E> {
         local: Option<&MemoryStore>,
         derived: &Derived,
     ) -> Option<Result<T, E>> {
-        let kept = local?.kept(derived.0.as_ref().ok()?)?;
-        kept.downcast_ref::<T>().map(|value| Ok(value.clone()))
+        let request = derived.0.as_ref().ok()?;
+        let kept = local?.kept(request)?;
+        let value = kept.downcast_ref::<T>()?.clone();
+        crate::observe::replayed(request);
+        Some(Ok(value))
     }
 }
 
@@ -422,10 +425,16 @@ where
                 }
                 replay
             }
-            Err(detail) => fail::<R>(Error::Codec(CodecError::new(
-                &call.request.namespace,
-                detail,
-            ))),
+            Err(detail) => {
+                crate::observe::notice(
+                    &call.request.namespace,
+                    "a stored result does not decode as the function's return type, or cannot be replayed",
+                );
+                fail::<R>(Error::Codec(CodecError::new(
+                    &call.request.namespace,
+                    detail,
+                )))
+            }
         },
         Err(err) => fail::<R>(err),
     }

@@ -3,6 +3,7 @@
 use super::{Call, Encode, Finished, Produced};
 use crate::codec;
 use crate::error::{Error, StoreError};
+use crate::observe::{self, Observed, Step};
 use crate::store::record::Claim;
 use crate::store::Store;
 use std::borrow::Cow;
@@ -26,6 +27,10 @@ impl<S: Store + ?Sized> AbandonGuard<'_, S> {
 impl<S: Store + ?Sized> Drop for AbandonGuard<'_, S> {
     fn drop(&mut self) {
         if let Some(claim) = self.claim.take() {
+            observe::notice(
+                claim.namespace(),
+                "a call was cancelled or its body panicked: its claim is abandoned",
+            );
             self.store.abandon(claim);
         }
     }
@@ -36,12 +41,14 @@ pub(super) async fn run_claimed<S, B, R, F>(
     call: &Call,
     claim: Claim,
     body: B,
+    observed: &mut Observed,
 ) -> Result<Finished<R, F>, Error>
 where
     S: Store + ?Sized,
     B: Future<Output = Produced<R, F>>,
     R: Encode,
 {
+    let _held = observed.claim();
     let mut guard = AbandonGuard {
         store,
         claim: Some(claim.clone()),
@@ -50,23 +57,36 @@ where
     // claim that lapsed before its record was written would let a duplicate run the body.
     match with_renewal(store, &claim, body).await {
         Produced::Store(result) => {
-            let completed =
-                with_renewal(store, &claim, complete(store, &claim, &result, call.ttl)).await;
+            let completing =
+                with_renewal(store, &claim, complete(store, &claim, &result, call.ttl));
+            let completed = observed.store(completing).await;
             guard.disarm();
             match completed {
-                Err(err) if err.is_lease_lost() => Err(Error::LeaseLost {
-                    namespace: claim.namespace().to_string(),
-                }),
+                Err(err) if err.is_lease_lost() => {
+                    observe::notice(
+                        claim.namespace(),
+                        "the claim was taken over while the body ran: its result is not stored",
+                    );
+                    Err(Error::LeaseLost {
+                        namespace: claim.namespace().to_string(),
+                    })
+                }
                 // The body ran and succeeded: its caller gets the result even if the store
                 // could not record it. The claim is not released, so duplicates wait for its
                 // lease to lapse rather than run the body again at once.
-                Ok(()) | Err(_) => Ok(Finished::Fresh(result)),
+                Err(err) => {
+                    observe::store_failed(claim.namespace(), Step::Complete, &err);
+                    Ok(Finished::Fresh(result))
+                }
+                Ok(()) => Ok(Finished::Fresh(result)),
             }
         }
         Produced::Discard(failure) => {
             // Nothing is stored: the next caller runs the body. If the release fails, the
             // lease frees the key instead.
-            let _ = store.release(&claim).await;
+            if let Err(err) = observed.store(store.release(&claim)).await {
+                observe::store_failed(claim.namespace(), Step::Release, &err);
+            }
             guard.disarm();
             Ok(Finished::Failed(failure))
         }
@@ -197,7 +217,8 @@ where
                 // Fenced off: the completion will be refused too; let the body finish.
                 Err(err) if err.is_lease_lost() => break,
                 // A store hiccup: the next renewal may succeed, well within the lease.
-                Ok(()) | Err(_) => {}
+                Err(err) => observe::store_failed(claim.namespace(), Step::Renew, &err),
+                Ok(()) => {}
             }
         }
         std::future::pending::<()>().await;

@@ -42,6 +42,7 @@
 mod lease;
 
 use crate::error::Error;
+use crate::observe::{self, Ending, Observed, Step};
 use crate::store::record::{Begin, InFlight, Request};
 use crate::store::Store;
 use std::borrow::Cow;
@@ -204,10 +205,41 @@ where
     B: Future<Output = Produced<R, F>>,
     R: Encode,
 {
+    let mut observed = Observed::start(&call.request);
+    let span = observed.span();
+    let finished = span
+        .within(run_observed(store, call, body, &mut observed))
+        .await;
+    let ending = match &finished {
+        Ok(Finished::Fresh(_)) => Ending::Fresh,
+        Ok(Finished::Failed(_)) => Ending::Failed,
+        Ok(Finished::Replayed(_)) if observed.has_waited() => Ending::Waited,
+        Ok(Finished::Replayed(_)) => Ending::Replayed,
+        Err(err) => Ending::of_error(err),
+    };
+    observed.end(ending);
+    finished
+}
+
+async fn run_observed<S, B, R, F>(
+    store: &S,
+    call: &Call,
+    body: B,
+    observed: &mut Observed,
+) -> Result<Finished<R, F>, Error>
+where
+    S: Store + ?Sized,
+    B: Future<Output = Produced<R, F>>,
+    R: Encode,
+{
     let request = &call.request;
     let mut started = None;
     loop {
-        match store.begin(request).await.map_err(Error::Store)? {
+        let begun = observed.store(store.begin(request)).await;
+        match begun.map_err(|err| {
+            observe::store_failed(&request.namespace, Step::Begin, &err);
+            Error::Store(err)
+        })? {
             Begin::Completed(record) if record.fingerprint != request.fingerprint => {
                 return Err(mismatch(call));
             }
@@ -217,11 +249,13 @@ where
             }
             Begin::InProgress(flight) => {
                 // Boxed, like the claimed path: the replay path's future stays small.
-                Box::pin(wait_for(call, &mut started, flight)).await?;
+                observed
+                    .wait(Box::pin(wait_for(call, &mut started, flight)))
+                    .await?;
             }
             Begin::Claimed(claim) => {
                 // Boxed: every call builds this future, and most only replay.
-                return Box::pin(lease::run_claimed(store, call, claim, body)).await;
+                return Box::pin(lease::run_claimed(store, call, claim, body, observed)).await;
             }
         }
     }

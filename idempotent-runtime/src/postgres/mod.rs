@@ -422,7 +422,13 @@ impl Store for PostgresStore {
     fn abandon(&self, claim: Claim) {
         let store = self.clone();
         drop(self.inner.runtime.spawn(async move {
-            let _ = store.release_claim(&claim).await;
+            if let Err(err) = store.release_claim(&claim).await {
+                crate::observe::store_failed(
+                    claim.namespace(),
+                    crate::observe::Step::Abandon,
+                    &err,
+                );
+            }
         }));
     }
 }

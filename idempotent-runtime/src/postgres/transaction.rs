@@ -5,6 +5,7 @@ use crate::codec;
 use crate::engine::{self, Call};
 use crate::error::{CodecError, Error, StoreError};
 use crate::key::KeyHasher;
+use crate::observe::{self, Ending, Observed, Step};
 use crate::store::record::{Begin, Claim, Namespace, Request};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -254,54 +255,23 @@ impl Once<'_, Keyed> {
         let store = self.store;
         let isolation = self.isolation;
         let call = self.call().map_err(E::from)?;
-        let mut started = None;
-        let mut body = body;
-        loop {
-            let mut conn = store
-                .inner
-                .pool
-                .acquire()
-                .await
-                .map_err(|err| E::from(Error::Store(backend(err))))?;
-            let begun = store.begin_on(&mut conn, &call.request).await;
-            match begun.map_err(|err| E::from(Error::Store(err)))? {
-                Begin::Completed(record) if record.fingerprint != call.request.fingerprint => {
-                    return Err(E::from(engine::mismatch(&call)));
-                }
-                Begin::Completed(record) => {
-                    return codec::decode(&record.value).map_err(|detail| {
-                        E::from(Error::Codec(CodecError::new(
-                            &call.request.namespace,
-                            detail,
-                        )))
-                    });
-                }
-                Begin::InProgress(flight) if flight.fingerprint != call.request.fingerprint => {
-                    return Err(E::from(engine::mismatch(&call)));
-                }
-                Begin::InProgress(flight) => {
-                    // No connection is held while waiting.
-                    drop(conn);
-                    engine::wait_for(&call, &mut started, flight)
-                        .await
-                        .map_err(E::from)?;
-                }
-                Begin::Claimed(claim) => {
-                    let mut guard = Abandon {
-                        store,
-                        claim: Some(claim.clone()),
-                    };
-                    let attempt =
-                        run_claimed(store, &mut conn, &call, &claim, isolation, body).await;
-                    guard.claim = None;
-                    match attempt {
-                        Ok(Attempt::Done(value)) => return Ok(value),
-                        Ok(Attempt::Failed(failure)) => return Err(failure),
-                        Ok(Attempt::Lost(unrun)) => body = unrun,
-                        Err(err) => return Err(E::from(err)),
-                    }
-                }
-            }
+        let mut observed = Observed::start(&call.request);
+        let span = observed.span();
+        let ended = span
+            .within(run(store, &call, isolation, body, &mut observed))
+            .await;
+        let ending = match &ended {
+            Ok(Ran::Fresh(_)) => Ending::Fresh,
+            Ok(Ran::Replayed(_)) if observed.has_waited() => Ending::Waited,
+            Ok(Ran::Replayed(_)) => Ending::Replayed,
+            Err(Failure::Body(_)) => Ending::Failed,
+            Err(Failure::Idempotency(err)) => Ending::of_error(err),
+        };
+        observed.end(ending);
+        match ended {
+            Ok(Ran::Fresh(value) | Ran::Replayed(value)) => Ok(value),
+            Err(Failure::Body(failure)) => Err(failure),
+            Err(Failure::Idempotency(err)) => Err(E::from(err)),
         }
     }
 
@@ -320,6 +290,89 @@ impl Once<'_, Keyed> {
             ttl: self.ttl,
             wait: self.wait,
         })
+    }
+}
+
+/// How a transactional call succeeded.
+enum Ran<T> {
+    Fresh(T),
+    Replayed(T),
+}
+
+/// How a transactional call failed: the body's own error, or the idempotency layer's.
+enum Failure<E> {
+    Body(E),
+    Idempotency(Error),
+}
+
+impl<E> From<Error> for Failure<E> {
+    fn from(err: Error) -> Self {
+        Failure::Idempotency(err)
+    }
+}
+
+/// The protocol of [`Once::transaction`]: replay, wait, or claim and run.
+async fn run<T, E, F>(
+    store: &PostgresStore,
+    call: &Call,
+    isolation: Isolation,
+    body: F,
+    observed: &mut Observed,
+) -> Result<Ran<T>, Failure<E>>
+where
+    T: Serialize + DeserializeOwned,
+    F: AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+{
+    let mut started = None;
+    let mut body = body;
+    loop {
+        let namespace = &call.request.namespace;
+        let acquired = observed.store(store.inner.pool.acquire()).await;
+        let mut conn = acquired.map_err(|err| {
+            observe::store_failed(namespace, Step::Begin, &err);
+            Error::Store(backend(err))
+        })?;
+        let begun = observed
+            .store(store.begin_on(&mut conn, &call.request))
+            .await;
+        match begun.map_err(|err| {
+            observe::store_failed(namespace, Step::Begin, &err);
+            Error::Store(err)
+        })? {
+            Begin::Completed(record) if record.fingerprint != call.request.fingerprint => {
+                return Err(engine::mismatch(call).into());
+            }
+            Begin::Completed(record) => {
+                return codec::decode(&record.value)
+                    .map(Ran::Replayed)
+                    .map_err(|detail| Error::Codec(CodecError::new(namespace, detail)).into());
+            }
+            Begin::InProgress(flight) if flight.fingerprint != call.request.fingerprint => {
+                return Err(engine::mismatch(call).into());
+            }
+            Begin::InProgress(flight) => {
+                // No connection is held while waiting.
+                drop(conn);
+                observed
+                    .wait(engine::wait_for(call, &mut started, flight))
+                    .await?;
+            }
+            Begin::Claimed(claim) => {
+                let _held = observed.claim();
+                let mut guard = Abandon {
+                    store,
+                    claim: Some(claim.clone()),
+                };
+                let attempt = run_claimed(store, &mut conn, call, &claim, isolation, body).await;
+                guard.claim = None;
+                match attempt {
+                    Ok(Attempt::Done(value)) => return Ok(Ran::Fresh(value)),
+                    Ok(Attempt::Failed(failure)) => return Err(Failure::Body(failure)),
+                    Ok(Attempt::Lost(unrun)) => body = unrun,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
     }
 }
 
@@ -350,7 +403,7 @@ where
     let mut tx = match conn.begin_with(begin).await {
         Ok(tx) => tx,
         Err(err) => {
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             return Err(Error::Store(backend(err)));
         }
     };
@@ -368,7 +421,7 @@ where
         }
         Err(err) => {
             drop(tx);
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             return Err(Error::Store(backend(err)));
         }
     };
@@ -376,7 +429,7 @@ where
         Ok(value) => value,
         Err(failure) => {
             let _ = tx.rollback().await;
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             return Ok(Attempt::Failed(failure));
         }
     };
@@ -399,7 +452,7 @@ where
         Ok(Some(_)) => {}
         Ok(None) => {
             drop(tx);
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             return Err(Error::Store(StoreError::backend(
                 "the body ended the store's transaction (COMMIT or ROLLBACK); it must leave \
                  that to the store, and may use savepoints",
@@ -407,7 +460,7 @@ where
         }
         Err(err) => {
             drop(tx);
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             return Err(Error::Store(backend(err)));
         }
     }
@@ -432,10 +485,24 @@ async fn settle(store: &PostgresStore, claim: &Claim, failed: sqlx::Error) -> Re
     match found {
         Ok(Some((token, true))) if token == claim.token().0 as i64 => Ok(()),
         Ok(_) => {
-            let _ = store.release_claim(claim).await;
+            release(store, claim).await;
             Err(Error::Store(backend(failed)))
         }
-        Err(_) => Err(Error::Store(backend(failed))),
+        Err(_) => {
+            observe::notice(
+                claim.namespace(),
+                "a COMMIT failed and its outcome could not be read: the claim is left to its window",
+            );
+            Err(Error::Store(backend(failed)))
+        }
+    }
+}
+
+/// Frees the claim of an attempt that ended without a record; if that fails, the claim's
+/// window frees the key instead, and an event says so.
+async fn release(store: &PostgresStore, claim: &Claim) {
+    if let Err(err) = store.release_claim(claim).await {
+        observe::store_failed(claim.namespace(), Step::Release, &err);
     }
 }
 

@@ -1149,7 +1149,13 @@ impl Store for RedisStore {
         let store = self.clone();
         // On the store's own thread: no runtime is needed where the call was dropped.
         drop(self.inner.io.spawn(async move {
-            let _ = store.release(&claim).await;
+            if let Err(err) = store.release(&claim).await {
+                crate::observe::store_failed(
+                    claim.namespace(),
+                    crate::observe::Step::Abandon,
+                    &err,
+                );
+            }
         }));
     }
 }

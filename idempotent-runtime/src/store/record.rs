@@ -42,6 +42,16 @@ impl Namespace {
         Namespace(Name::Static(name))
     }
 
+    /// The name as a metrics label value: borrowed if static, shared if built at run
+    /// time, never copied.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn label(&self) -> metrics::SharedString {
+        match &self.0 {
+            Name::Static(name) => metrics::SharedString::const_str(name),
+            Name::Shared(name) => metrics::SharedString::from(Arc::clone(name)),
+        }
+    }
+
     /// The name.
     #[must_use]
     pub fn as_str(&self) -> &str {
