@@ -247,6 +247,8 @@ fn every_outcome_has_its_span_and_its_count() {
             "{outcome}"
         );
     }
+    // Store time of every call that asked the store (the first replay does: it decodes
+    // the record and keeps the value, which later replays clone without a store step).
     assert_eq!(
         histogram_len(&metrics, "idempotency_store_seconds", "telemetry.charge"),
         4

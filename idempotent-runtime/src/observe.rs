@@ -219,7 +219,12 @@ impl Observed {
     /// Ends the call with `ending`: records the span's outcome and the call's metrics.
     #[inline]
     pub(crate) fn end(self, ending: Ending) {
-        let _ = ending;
+        self.end_with(ending, true);
+    }
+
+    #[inline]
+    fn end_with(self, ending: Ending, asked_the_store: bool) {
+        let _ = (ending, asked_the_store);
         #[cfg(feature = "tracing")]
         {
             self.span.record("outcome", ending.as_str());
@@ -231,8 +236,10 @@ impl Observed {
             let namespace = label(&self.namespace);
             metrics::counter!("idempotency_calls_total", "namespace" => namespace.clone(), "outcome" => ending.as_str())
                 .increment(1);
-            metrics::histogram!("idempotency_store_seconds", "namespace" => namespace.clone())
-                .record(self.store.as_secs_f64());
+            if asked_the_store {
+                metrics::histogram!("idempotency_store_seconds", "namespace" => namespace.clone())
+                    .record(self.store.as_secs_f64());
+            }
             if !self.waited.is_zero() {
                 metrics::histogram!("idempotency_wait_seconds", "namespace" => namespace)
                     .record(self.waited.as_secs_f64());
@@ -276,13 +283,13 @@ impl Drop for ClaimHeld {
     }
 }
 
-/// A replay that never reached the engine (the memory store's fast path, or a
-/// transactional call's): a span that opens and closes, and the call's count.
+/// A replay that never reached the engine (the memory store's fast path): a span that
+/// opens and closes, and the call's count; no store time, since no store step ran.
 #[inline]
 pub(crate) fn replayed(request: &Request) {
     let _ = request;
     #[cfg(any(feature = "tracing", feature = "metrics"))]
-    Observed::start(request).end(Ending::Replayed);
+    Observed::start(request).end_with(Ending::Replayed, false);
 }
 
 /// A failure the call absorbed or reported: an event, and the failures' count.
