@@ -199,6 +199,10 @@ pub use idempotent_runtime::{
 #[doc(inline)]
 pub use idempotent_runtime::postgres;
 
+#[cfg(feature = "testing")]
+#[doc(inline)]
+pub use idempotent_runtime::testing;
+
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use idempotent_runtime::{Isolation, PostgresError, PostgresStore, PostgresStoreBuilder};

@@ -47,6 +47,8 @@ pub mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(any(feature = "redis", feature = "postgres"))]
 mod waiters;
 

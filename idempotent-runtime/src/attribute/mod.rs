@@ -119,6 +119,10 @@ impl<T: Clone + Send + Sync + 'static, E> CloneReplayer<T, E> {
         local: Option<&MemoryStore>,
         derived: &Derived,
     ) -> Option<Result<T, E>> {
+        #[cfg(feature = "testing")]
+        if crate::testing::active() {
+            return None;
+        }
         let request = derived.0.as_ref().ok()?;
         let kept = local?.kept(request)?;
         let value = kept.downcast_ref::<T>()?.clone();
@@ -383,6 +387,46 @@ fn namespace(options: &Options, site: &'static str) -> &'static str {
 /// A duplicate waits `wait`, the value of a `wait = <expr>` evaluated for this call, or,
 /// when `None` (a literal `wait = "30s"`, or none), `options.wait`.
 pub async fn execute<R, S, F, P>(
+    store: &S,
+    local: Option<&MemoryStore>,
+    options: &Options,
+    wait: Option<Duration>,
+    derived: Derived,
+    replayer: P,
+    body: F,
+) -> R
+where
+    R: IdempotentResult,
+    P: Replay<R>,
+    R::Ok: Stored,
+    R::Err: IdempotencyError,
+    S: Store + ?Sized,
+    F: Future<Output = R>,
+{
+    #[cfg(feature = "testing")]
+    match crate::testing::current() {
+        None => {}
+        // Idempotency off for this test: the body, as if it had no attribute.
+        Some(crate::testing::Override::Off) => return body.await,
+        // This test's throwaway store, whatever the function's own.
+        Some(crate::testing::Override::Store(memory)) => {
+            let call = execute_on(
+                &memory,
+                Some(&memory),
+                options,
+                wait,
+                derived,
+                replayer,
+                body,
+            );
+            return Box::pin(call).await;
+        }
+    }
+    execute_on(store, local, options, wait, derived, replayer, body).await
+}
+
+/// [`execute`] on `store`.
+async fn execute_on<R, S, F, P>(
     store: &S,
     local: Option<&MemoryStore>,
     options: &Options,
