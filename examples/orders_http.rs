@@ -14,6 +14,9 @@
 //! get 409 at once instead of waiting for its response). The first line on stdout is
 //! `listening on http://ADDR`.
 //!
+//! With the `metrics` feature, `GET /metrics` exports the library's metrics in the
+//! Prometheus text format.
+//!
 //! With `--database-url URL` (feature `postgres`) the records live in PostgreSQL, and
 //! `POST /orders` inserts its order into an `orders` table and completes its idempotency
 //! record **in the same transaction**: the order and the record commit together or not at
@@ -344,6 +347,18 @@ type Database = Option<idempotency::PostgresStore>;
 #[cfg(not(feature = "postgres"))]
 type Database = ();
 
+/// `GET /metrics`: the library's metrics, for Prometheus to scrape.
+#[cfg(feature = "metrics")]
+fn metrics_route() -> Router<App> {
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("the only metrics recorder of the process");
+    Router::new().route(
+        "/metrics",
+        get(move || std::future::ready(prometheus.render())),
+    )
+}
+
 fn router(app: App) -> Router {
     let payments = IdempotencyLayer::scoped(idempotency::default_store(), |request| {
         tenant_of(&request.headers)
@@ -358,7 +373,10 @@ fn router(app: App) -> Router {
     };
     #[cfg(not(feature = "postgres"))]
     let orders = post(create_order);
-    Router::new()
+    let router = Router::new();
+    #[cfg(feature = "metrics")]
+    let router = router.merge(metrics_route());
+    router
         .route("/orders", orders.layer(RunToCompletionLayer::new()))
         .route("/payments", post(create_payment).layer(payments))
         .route("/stats", get(stats))

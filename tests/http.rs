@@ -329,3 +329,30 @@ async fn three_servers_behind_one_redis_run_each_request_once() {
     }
     assert_eq!(total, (1, 1));
 }
+
+#[tokio::test]
+async fn the_example_exports_its_metrics_for_prometheus() {
+    let server = HttpServer::start(&[]);
+    let key = [("idempotency-key", "scraped")];
+    for _ in 0..3 {
+        assert!(post(server.addr, "/orders", &key, ORDER)
+            .await
+            .status
+            .is_success());
+    }
+    let scrape = support::http::send(server.addr, http::Method::GET, "/metrics", &[], b"").await;
+    assert_eq!(scrape.status, 200);
+    let text = String::from_utf8_lossy(&scrape.body);
+    for line in [
+        r#"idempotency_calls_total{namespace="orders.create",outcome="fresh"} 1"#,
+        r#"idempotency_calls_total{namespace="orders.create",outcome="replayed"} 2"#,
+        r#"idempotency_claims_in_flight{namespace="orders.create"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
+    }
+    assert!(text.contains("idempotency_store_seconds"), "{text}");
+    assert!(
+        !text.contains("scraped"),
+        "a client key leaked into the metrics"
+    );
+}
