@@ -65,11 +65,21 @@ fn scratch_dir(port: u16) -> PathBuf {
     dir
 }
 
+/// What a server is started as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    Cluster,
+    Tls,
+}
+
 /// One `redis-server` process, stopped on drop.
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     cluster: bool,
+    /// Whether the port speaks TLS only (`rediss://`).
+    tls: bool,
     /// Configuration given at every start, e.g. `--maxmemory 10mb`.
     extra: Vec<String>,
     child: Option<Child>,
@@ -78,20 +88,28 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
-        Self::launch(free_port(), false, &[])
+        Self::launch(free_port(), Mode::Plain, &[])
     }
 
     /// Starts a server with extra configuration (`["--maxmemory", "10mb"]`), kept across
     /// restarts.
     pub fn start_with(config: &[&str]) -> Self {
-        Self::launch(free_port(), false, config)
+        Self::launch(free_port(), Mode::Plain, config)
     }
 
-    fn launch(port: u16, cluster: bool, config: &[&str]) -> Self {
+    /// Starts a server that speaks only TLS on a free port (`--port 0 --tls-port ..`), with
+    /// its TLS configuration (`["--tls-cert-file", path, ..]`), kept across restarts. Its
+    /// [`url`](Self::url) is `rediss://`; `cli` and `monitor` do not speak TLS.
+    pub fn start_tls(config: &[&str]) -> Self {
+        Self::launch(free_port(), Mode::Tls, config)
+    }
+
+    fn launch(port: u16, mode: Mode, config: &[&str]) -> Self {
         let mut server = RedisServer {
             port,
             dir: scratch_dir(port),
-            cluster,
+            cluster: mode == Mode::Cluster,
+            tls: mode == Mode::Tls,
             extra: config.iter().map(|&arg| arg.to_owned()).collect(),
             child: None,
         };
@@ -101,8 +119,14 @@ impl RedisServer {
 
     fn spawn(&mut self) {
         let mut command = Command::new(redis_server_binary());
+        let port = self.port.to_string();
+        if self.tls {
+            command.args(["--port", "0", "--tls-port", &port]);
+        } else {
+            command.args(["--port", &port]);
+        }
         command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
@@ -140,7 +164,8 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server at once (SIGKILL), as a crash would.
@@ -292,7 +317,7 @@ impl RedisCluster {
 
     fn create(size: usize, replicas: usize, config: &[&str]) -> Self {
         let nodes: Vec<RedisServer> = (0..size)
-            .map(|_| RedisServer::launch(free_port(), true, config))
+            .map(|_| RedisServer::launch(free_port(), Mode::Cluster, config))
             .collect();
         let addresses: Vec<String> = nodes
             .iter()

@@ -58,6 +58,12 @@ pub enum ConnectErrorKind {
     MemoryOnly,
     /// The server runs a Redis older than 7.0.
     Version,
+    /// The TLS handshake failed (`rediss://`, the `redis-tls` feature): the server's
+    /// certificate is not signed by a trusted CA (give its CA with the builder's
+    /// `tls_root_certificates`), is not for the URL's host, or has expired; or the server
+    /// requires a client certificate (`tls_client_certificate`), or refused the one given.
+    /// Fix the certificates: retrying will not help.
+    Tls,
     /// The server refused a command of the check: wrong or missing credentials, an ACL
     /// that denies a command or the store's channel, or another error of the server.
     CommandRefused,
@@ -98,6 +104,10 @@ impl ConnectError {
     /// PING"): unreachable if the connection failed, refused if the server said no.
     pub(super) fn redis(what: &str, err: redis::RedisError) -> Self {
         use redis::ErrorKind;
+        #[cfg(feature = "redis-tls")]
+        if let Some(problem) = super::tls::handshake_problem(&err) {
+            return Self::caused_by(ConnectErrorKind::Tls, format!("{problem} ({what})"), err);
+        }
         if super::broke(&err) {
             Self::caused_by(
                 ConnectErrorKind::Unreachable,

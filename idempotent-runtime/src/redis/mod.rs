@@ -19,6 +19,8 @@ use tokio::sync::Notify;
 
 mod connect_error;
 mod server;
+#[cfg(feature = "redis-tls")]
+mod tls;
 mod waiters;
 
 use crate::waiters::Waiters;
@@ -268,6 +270,8 @@ pub struct RedisStoreBuilder {
     require_persistence: bool,
     max_value_len: Option<usize>,
     replicas: Option<(u64, Duration)>,
+    #[cfg(feature = "redis-tls")]
+    tls: tls::TlsOptions,
 }
 
 impl RedisStoreBuilder {
@@ -360,6 +364,73 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Trusts the CAs in `pem` (one or more `-----BEGIN CERTIFICATE-----` blocks) to sign
+    /// the servers' certificates, **instead of** the system's root certificates: for a
+    /// server whose certificate a private CA signed. Replaces the roots given before. With
+    /// the `redis-tls` feature.
+    ///
+    /// Without it, a `rediss://` URL trusts the system's roots (as `openssl` and `curl` on
+    /// the machine do), which is what a managed Redis with a public certificate needs. The
+    /// store connects only with `rediss://` URLs once a TLS option is given; each server's
+    /// certificate must name the host or IP address of its URL (for a cluster, also the
+    /// addresses the nodes announce).
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::RedisStore;
+    ///
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder("rediss://redis.internal:6380")
+    ///     .tls_root_certificates(std::fs::read("/etc/redis/tls/ca.crt")?)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A PEM that holds no certificate, or one that does not parse, fails
+    /// [`connect`](Self::connect) with [`ConnectErrorKind::InvalidConfig`]; a server whose
+    /// certificate these CAs did not sign fails it with [`ConnectErrorKind::Tls`].
+    #[cfg(feature = "redis-tls")]
+    #[must_use]
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.roots = Some(pem.into());
+        self
+    }
+
+    /// Presents a client certificate to the servers that ask for one (Redis's
+    /// `tls-auth-clients yes`): `certificate_chain` is the PEM of the client's certificate,
+    /// followed by any intermediate CAs, and `private_key` the PEM of its key (PKCS#8,
+    /// PKCS#1 or SEC1). Replaces the certificate given before. With the `redis-tls` feature.
+    ///
+    /// ```no_run
+    /// use idempotent_runtime::RedisStore;
+    ///
+    /// # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = RedisStore::builder("rediss://redis.internal:6380")
+    ///     .tls_root_certificates(std::fs::read("/etc/redis/tls/ca.crt")?)
+    ///     .tls_client_certificate(
+    ///         std::fs::read("/etc/orders/tls/client.crt")?,
+    ///         std::fs::read("/etc/orders/tls/client.key")?,
+    ///     )
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// A PEM that holds no certificate or no key, or a key that is not the certificate's,
+    /// fails [`connect`](Self::connect) with [`ConnectErrorKind::InvalidConfig`] before
+    /// anything connects; a server that refuses the certificate fails it with
+    /// [`ConnectErrorKind::Tls`].
+    #[cfg(feature = "redis-tls")]
+    #[must_use]
+    pub fn tls_client_certificate(
+        mut self,
+        certificate_chain: impl Into<Vec<u8>>,
+        private_key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client = Some((certificate_chain.into(), private_key.into()));
+        self
+    }
+
     /// Connects, checks the server, and starts listening for completions.
     ///
     /// The check: the server answers with the credentials given (`PING`), runs Redis 7.0
@@ -373,9 +444,12 @@ impl RedisStoreBuilder {
     /// A [`ConnectError`] that says what to change, of the kind
     /// ([`ConnectError::kind`]):
     /// - [`InvalidConfig`](ConnectErrorKind::InvalidConfig): the prefix contains `{` or
-    ///   `}`, or a URL does not parse;
+    ///   `}`, a URL does not parse, a TLS option was given for a URL that is not
+    ///   `rediss://`, or a certificate or key does not read;
     /// - [`Unreachable`](ConnectErrorKind::Unreachable): no server answered within the
     ///   connect timeout, or the connection was refused or broke;
+    /// - [`Tls`](ConnectErrorKind::Tls): the TLS handshake failed (a server certificate
+    ///   that is not trusted or not for its host, a client certificate missing or refused);
     /// - [`Eviction`](ConnectErrorKind::Eviction), [`MemoryOnly`](ConnectErrorKind::MemoryOnly),
     ///   [`Version`](ConnectErrorKind::Version),
     ///   [`CommandRefused`](ConnectErrorKind::CommandRefused): the server failed the check
@@ -392,6 +466,7 @@ impl RedisStoreBuilder {
                 ),
             ));
         }
+        let clients = self.clients()?;
         let runtime = IoRuntime(Some(
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -414,9 +489,14 @@ impl RedisStoreBuilder {
         let channel = format!("{}:completions", self.prefix);
         let setup = self.clone();
         let subscribe_to = channel.clone();
+        let listeners: Vec<redis::Client> = clients
+            .nodes
+            .iter()
+            .map(|(_, client)| client.clone())
+            .collect();
         let connecting = io.spawn(async move {
             let connect_timeout = setup.connect_timeout;
-            tokio::time::timeout(connect_timeout, setup.open_checked(&subscribe_to))
+            tokio::time::timeout(connect_timeout, setup.open_checked(&clients, &subscribe_to))
                 .await
                 .map_err(|_| timed_out(connect_timeout))?
         });
@@ -439,7 +519,7 @@ impl RedisStoreBuilder {
         let waiters = Arc::new(Waiters::default());
         io.spawn(listen(
             Listener {
-                target: self.target,
+                nodes: listeners,
                 channel: channel.clone(),
                 waiters: Arc::downgrade(&waiters),
                 connect_timeout: self.connect_timeout,
@@ -468,21 +548,25 @@ impl RedisStoreBuilder {
     /// Opens the connection, checks every server, and subscribes to `channel`.
     async fn open_checked(
         &self,
+        clients: &Clients,
         channel: &str,
     ) -> Result<(Connection, Vec<ServerInfo>, redis::aio::PubSub), ConnectError> {
         let refused = ConnectError::from;
-        let conn = open(&self.target, self.connect_timeout, self.response_timeout).await?;
         let mut servers = Vec::new();
-        match (&conn, &self.target) {
-            (Connection::Single(node), Target::Single(url)) => {
-                let mut handle = node.current.read().clone();
+        let conn = match &self.target {
+            Target::Single(url) => {
+                let conn =
+                    open_single(clients, self.connect_timeout, self.response_timeout).await?;
+                let mut handle = conn.current.read().clone();
                 servers.push(server::inspect(&mut handle, url).await.map_err(refused)?);
+                Connection::Single(conn)
             }
-            _ => {
+            Target::Cluster(_) => {
                 // Every seed node that answers is checked; one that is down (a failed
-                // master, a node being replaced) is no reason to refuse the cluster.
-                for url in nodes_of(&self.target) {
-                    let client = client(&url)?;
+                // master, a node being replaced) is no reason to refuse the cluster. Checked
+                // before the cluster connects, whose errors keep only their text: a failed
+                // TLS handshake is told apart here.
+                for (url, client) in &clients.nodes {
                     let config = AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(self.connect_timeout))
                         .set_response_timeout(Some(self.response_timeout));
@@ -491,9 +575,9 @@ impl RedisStoreBuilder {
                         .await
                     {
                         Ok(mut node) => {
-                            servers.push(server::inspect(&mut node, &url).await.map_err(refused)?);
+                            servers.push(server::inspect(&mut node, url).await.map_err(refused)?);
                         }
-                        Err(err) if broke(&err) => {}
+                        Err(err) if broke(&err) && !tls_failure(&err) => {}
                         Err(err) => return Err(ConnectError::redis("connect", err)),
                     }
                 }
@@ -503,8 +587,9 @@ impl RedisStoreBuilder {
                         "no node of the Redis Cluster answered",
                     ));
                 }
+                open_cluster(clients, self.connect_timeout, self.response_timeout).await?
             }
-        }
+        };
         for server in &servers {
             if server.maxmemory_policy != "noeviction" && !self.accept_eviction {
                 return Err(refused(Refusal::Eviction(server.maxmemory_policy.clone())));
@@ -515,10 +600,14 @@ impl RedisStoreBuilder {
         }
         // The first node that answers listens; every node hears every notice.
         let mut last = None;
-        for server in &servers {
-            match subscribe(&server.address, channel).await {
+        for (_, client) in clients
+            .nodes
+            .iter()
+            .filter(|(url, _)| servers.iter().any(|server| server.address == *url))
+        {
+            match subscribe(client, channel).await {
                 Ok(pubsub) => return Ok((conn, servers, pubsub)),
-                Err(err) if broke(&err) => last = Some(err),
+                Err(err) if broke(&err) && !tls_failure(&err) => last = Some(err),
                 Err(err) => {
                     return Err(refused(Refusal::Command(
                         "subscribe to the store's channel",
@@ -532,6 +621,52 @@ impl RedisStoreBuilder {
             None => ConnectError::new(ConnectErrorKind::Unreachable, "no Redis node to listen on"),
         })
     }
+
+    /// A client for each node, with the TLS options: the URLs and the certificates are
+    /// checked here, before anything connects.
+    fn clients(&self) -> Result<Clients, ConnectError> {
+        #[cfg(feature = "redis-tls")]
+        let certificates = if self.tls.is_set() {
+            Some(self.tls.certificates()?)
+        } else {
+            None
+        };
+        let mut nodes = Vec::new();
+        for url in nodes_of(&self.target) {
+            let client = client(&url)?;
+            #[cfg(feature = "redis-tls")]
+            let client = tls::configured(client, certificates.as_ref())?;
+            nodes.push((url, client));
+        }
+        Ok(Clients {
+            nodes,
+            #[cfg(feature = "redis-tls")]
+            certificates,
+        })
+    }
+}
+
+/// The clients of the nodes a builder names, configured for TLS where asked.
+struct Clients {
+    /// One per node given, in order, with its URL.
+    nodes: Vec<(String, redis::Client)>,
+    /// The certificates the cluster client needs too.
+    #[cfg(feature = "redis-tls")]
+    certificates: Option<redis::TlsCertificates>,
+}
+
+/// Whether `err` is a failed TLS handshake: a reason to stop, where another broken
+/// connection is one to try the next node.
+fn tls_failure(err: &redis::RedisError) -> bool {
+    #[cfg(feature = "redis-tls")]
+    {
+        tls::handshake_problem(err).is_some()
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    {
+        let _ = err;
+        false
+    }
 }
 
 /// The nodes a target names.
@@ -543,8 +678,10 @@ fn nodes_of(target: &Target) -> Vec<String> {
 }
 
 /// A connection that listens on `channel`.
-async fn subscribe(url: &str, channel: &str) -> Result<redis::aio::PubSub, redis::RedisError> {
-    let client = redis::Client::open(url)?;
+async fn subscribe(
+    client: &redis::Client,
+    channel: &str,
+) -> Result<redis::aio::PubSub, redis::RedisError> {
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
@@ -558,6 +695,17 @@ fn backend(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
 /// may hold a password).
 fn client(url: &str) -> Result<redis::Client, ConnectError> {
     redis::Client::open(url).map_err(|err| {
+        #[cfg(not(feature = "redis-tls"))]
+        if url
+            .split_once("://")
+            .is_some_and(|(scheme, _)| ["rediss", "valkeys"].contains(&scheme))
+        {
+            return ConnectError::caused_by(
+                ConnectErrorKind::InvalidConfig,
+                "a `rediss://` URL needs TLS: enable the `redis-tls` feature of `idempotency`",
+                err,
+            );
+        }
         ConnectError::caused_by(
             ConnectErrorKind::InvalidConfig,
             "the Redis URL is invalid",
@@ -573,55 +721,69 @@ fn timed_out(connect_timeout: Duration) -> ConnectError {
     )
 }
 
-async fn open(
-    target: &Target,
+/// The connection to one server, with its client for reconnecting.
+async fn open_single(
+    clients: &Clients,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<Arc<SingleNode>, ConnectError> {
+    let Some((_, client)) = clients.nodes.first() else {
+        return Err(ConnectError::new(
+            ConnectErrorKind::InvalidConfig,
+            "no Redis URL was given",
+        ));
+    };
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(response_timeout));
+    let first = tokio::time::timeout(
+        connect_timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    .map_err(|_| timed_out(connect_timeout))?
+    .map_err(|err| ConnectError::redis("connect", err))?;
+    Ok(Arc::new(SingleNode {
+        client: client.clone(),
+        config,
+        connect_timeout,
+        current: parking_lot::RwLock::new(first),
+        reconnecting: std::sync::atomic::AtomicBool::new(false),
+        generation: AtomicU64::new(0),
+        replaced: Notify::new(),
+    }))
+}
+
+/// The connection to a cluster, which finds its nodes and reconnects them itself, with
+/// the same TLS options as the seed nodes.
+async fn open_cluster(
+    clients: &Clients,
     connect_timeout: Duration,
     response_timeout: Duration,
 ) -> Result<Connection, ConnectError> {
-    match target {
-        Target::Single(url) => {
-            let client = client(url)?;
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(connect_timeout))
-                .set_response_timeout(Some(response_timeout));
-            let first = tokio::time::timeout(
-                connect_timeout,
-                client.get_multiplexed_async_connection_with_config(&config),
-            )
+    let builder =
+        redis::cluster::ClusterClient::builder(clients.nodes.iter().map(|(url, _)| url.as_str()))
+            .connection_timeout(connect_timeout)
+            .response_timeout(response_timeout)
+            .retries(2);
+    #[cfg(feature = "redis-tls")]
+    let builder = match &clients.certificates {
+        Some(certificates) => builder.certs(certificates.clone()),
+        None => builder,
+    };
+    let client = builder.build().map_err(|err| {
+        ConnectError::caused_by(
+            ConnectErrorKind::InvalidConfig,
+            "the Redis Cluster nodes are invalid",
+            err,
+        )
+    })?;
+    Ok(Connection::Cluster(
+        client
+            .get_async_connection()
             .await
-            .map_err(|_| timed_out(connect_timeout))?
-            .map_err(|err| ConnectError::redis("connect", err))?;
-            Ok(Connection::Single(Arc::new(SingleNode {
-                client,
-                config,
-                connect_timeout,
-                current: parking_lot::RwLock::new(first),
-                reconnecting: std::sync::atomic::AtomicBool::new(false),
-                generation: AtomicU64::new(0),
-                replaced: Notify::new(),
-            })))
-        }
-        Target::Cluster(nodes) => {
-            let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
-                .connection_timeout(connect_timeout)
-                .response_timeout(response_timeout)
-                .retries(2)
-                .build()
-                .map_err(|err| {
-                    ConnectError::caused_by(
-                        ConnectErrorKind::InvalidConfig,
-                        "the Redis Cluster nodes are invalid",
-                        err,
-                    )
-                })?;
-            Ok(Connection::Cluster(
-                client
-                    .get_async_connection()
-                    .await
-                    .map_err(|err| ConnectError::redis("connect to the cluster", err))?,
-            ))
-        }
-    }
+            .map_err(|err| ConnectError::redis("connect to the cluster", err))?,
+    ))
 }
 
 impl RedisStore {
@@ -671,6 +833,8 @@ impl RedisStore {
             require_persistence: false,
             max_value_len: None,
             replicas: None,
+            #[cfg(feature = "redis-tls")]
+            tls: tls::TlsOptions::default(),
         }
     }
 
@@ -1239,6 +1403,17 @@ mod tests {
             let err = builder.connect().await.unwrap_err();
             assert_eq!(err.kind(), ConnectErrorKind::InvalidConfig, "{err}");
         }
+    }
+
+    /// The failure that issue 12 reported: "the feature is not enabled", naming no feature.
+    #[cfg(not(feature = "redis-tls"))]
+    #[tokio::test]
+    async fn a_rediss_url_without_the_tls_feature_names_the_feature() {
+        let err = RedisStore::connect("rediss://127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ConnectErrorKind::InvalidConfig, "{err}");
+        assert!(err.to_string().contains("`redis-tls` feature"), "{err}");
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! connection that listens on the store's channel for as long as the store lives, checked
 //! at every heartbeat, and wakes the [local waiters](crate::waiters) of each key.
 
-use super::{nodes_of, subscribe, Target};
+use super::subscribe;
 use crate::waiters::Waiters;
 use redis::Value;
 use std::time::Duration;
 
 /// What the listener needs to hear completions for as long as the store lives.
 pub(super) struct Listener {
-    pub(super) target: Target,
+    /// A client for each node given, with the store's TLS options: any of them can listen.
+    pub(super) nodes: Vec<redis::Client>,
     pub(super) channel: String,
     pub(super) waiters: std::sync::Weak<Waiters>,
     pub(super) connect_timeout: Duration,
@@ -23,18 +24,18 @@ pub(super) struct Listener {
 /// woken to look again, since notices may have been missed meanwhile.
 pub(super) async fn listen(listener: Listener, first: redis::aio::PubSub) {
     use futures_util::StreamExt as _;
-    let nodes = nodes_of(&listener.target);
+    let nodes = &listener.nodes;
     let mut subscribed = Some(first);
     let mut attempt = 0usize;
     loop {
         let pubsub = match subscribed.take() {
             Some(pubsub) => pubsub,
             None => {
-                let url = &nodes[attempt % nodes.len()];
+                let node = &nodes[attempt % nodes.len()];
                 attempt += 1;
                 let again = tokio::time::timeout(
                     listener.connect_timeout,
-                    subscribe(url, &listener.channel),
+                    subscribe(node, &listener.channel),
                 );
                 match again.await {
                     Ok(Ok(pubsub)) => {
