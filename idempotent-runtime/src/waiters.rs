@@ -114,3 +114,21 @@ fn parse_key(hex: &[u8]) -> Option<Key> {
     }
     Some(Key::from_bytes(out))
 }
+
+/// A store's listening connection broke or went silent: notices may have been lost, so
+/// every waiter looks again, and the failure is reported. `false` once the store is gone
+/// (its listener then stops).
+pub(crate) fn listener_broke(waiters: &std::sync::Weak<Waiters>, channel: &str) -> bool {
+    crate::observe::store_failed(
+        channel,
+        crate::observe::Step::Listen,
+        &"the listening connection broke or went silent; reconnecting",
+    );
+    match waiters.upgrade() {
+        Some(waiters) => {
+            waiters.wake_all();
+            true
+        }
+        None => false,
+    }
+}

@@ -83,14 +83,8 @@ pub(super) async fn listen(listener: Listener, first: PgListener) {
                 }
             }
         }
-        crate::observe::store_failed(
-            &listener.channel,
-            crate::observe::Step::Listen,
-            &"the listening connection broke or went silent; reconnecting",
-        );
-        match listener.waiters.upgrade() {
-            Some(waiters) => waiters.wake_all(),
-            None => return,
+        if !crate::waiters::listener_broke(&listener.waiters, &listener.channel) {
+            return;
         }
     }
 }
