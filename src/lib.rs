@@ -195,6 +195,10 @@ pub use idempotent_runtime::{
     ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
 };
 
+#[cfg(feature = "redis-sentinel")]
+#[doc(inline)]
+pub use idempotent_runtime::SentinelMaster;
+
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use idempotent_runtime::postgres;

@@ -18,11 +18,15 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
 mod connect_error;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
 mod server;
 mod waiters;
 
 use crate::waiters::Waiters;
 pub use connect_error::{ConnectError, ConnectErrorKind};
+#[cfg(feature = "redis-sentinel")]
+pub use sentinel::SentinelMaster;
 use server::Refusal;
 pub use server::{Persistence, ServerInfo};
 use waiters::{listen, Listener};
@@ -143,23 +147,33 @@ struct SingleNode {
     /// How many times the connection was replaced, and a signal of each time.
     generation: AtomicU64,
     replaced: Notify,
+    /// Where to ask for the master at every reconnection, for a store built on Sentinel.
+    #[cfg(feature = "redis-sentinel")]
+    sentinels: Option<sentinel::Sentinels>,
 }
 
 impl SingleNode {
     async fn connect(&self) -> Result<MultiplexedConnection, Error> {
-        tokio::time::timeout(
-            self.connect_timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&self.config),
-        )
-        .await
-        .map_err(|_| {
-            backend(format!(
-                "could not connect to Redis within {:?}",
-                self.connect_timeout
-            ))
-        })?
-        .map_err(backend)
+        tokio::time::timeout(self.connect_timeout, self.open())
+            .await
+            .map_err(|_| {
+                backend(format!(
+                    "could not connect to Redis within {:?}",
+                    self.connect_timeout
+                ))
+            })?
+            .map_err(backend)
+    }
+
+    /// A fresh connection: to the server, or to the master the sentinels name now.
+    async fn open(&self) -> redis::RedisResult<MultiplexedConnection> {
+        #[cfg(feature = "redis-sentinel")]
+        if let Some(sentinels) = &self.sentinels {
+            return sentinels.connect(&self.config).await;
+        }
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
     }
 
     /// Reconnects in the background, once at a time, retrying until the server is back.
@@ -240,6 +254,9 @@ impl ConnectionLike for Conn {
 enum Target {
     Single(String),
     Cluster(Vec<String>),
+    /// The master that the sentinels name at each connection.
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel(sentinel::Sentinels),
 }
 
 /// Configures and connects a [`RedisStore`].
@@ -478,6 +495,16 @@ impl RedisStoreBuilder {
                 let mut handle = node.current.read().clone();
                 servers.push(server::inspect(&mut handle, url).await.map_err(refused)?);
             }
+            #[cfg(feature = "redis-sentinel")]
+            (Connection::Single(node), Target::Sentinel(_)) => {
+                let mut handle = node.current.read().clone();
+                let address = sentinel::address(&node.client);
+                servers.push(
+                    server::inspect(&mut handle, &address)
+                        .await
+                        .map_err(refused)?,
+                );
+            }
             _ => {
                 // Every seed node that answers is checked; one that is down (a failed
                 // master, a node being replaced) is no reason to refuse the cluster.
@@ -516,7 +543,7 @@ impl RedisStoreBuilder {
         // The first node that answers listens; every node hears every notice.
         let mut last = None;
         for server in &servers {
-            match subscribe(&server.address, channel).await {
+            match subscribe_to(&self.target, &server.address, channel).await {
                 Ok(pubsub) => return Ok((conn, servers, pubsub)),
                 Err(err) if broke(&err) => last = Some(err),
                 Err(err) => {
@@ -539,6 +566,23 @@ fn nodes_of(target: &Target) -> Vec<String> {
     match target {
         Target::Single(url) => vec![url.clone()],
         Target::Cluster(nodes) => nodes.clone(),
+        // Not subscribed to by URL (see `subscribe_to`).
+        #[cfg(feature = "redis-sentinel")]
+        Target::Sentinel(sentinels) => sentinels.urls.clone(),
+    }
+}
+
+/// A connection that listens on `channel`: on the node at `url`, or on the master the
+/// sentinels name now.
+async fn subscribe_to(
+    target: &Target,
+    url: &str,
+    channel: &str,
+) -> Result<redis::aio::PubSub, redis::RedisError> {
+    match target {
+        #[cfg(feature = "redis-sentinel")]
+        Target::Sentinel(sentinels) => sentinels.subscribe(channel).await,
+        _ => subscribe(url, channel).await,
     }
 }
 
@@ -599,7 +643,13 @@ async fn open(
                 reconnecting: std::sync::atomic::AtomicBool::new(false),
                 generation: AtomicU64::new(0),
                 replaced: Notify::new(),
+                #[cfg(feature = "redis-sentinel")]
+                sentinels: None,
             })))
+        }
+        #[cfg(feature = "redis-sentinel")]
+        Target::Sentinel(sentinels) => {
+            sentinel::open(sentinels, connect_timeout, response_timeout).await
         }
         Target::Cluster(nodes) => {
             let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))

@@ -2,7 +2,7 @@
 //! connection that listens on the store's channel for as long as the store lives, checked
 //! at every heartbeat, and wakes the [local waiters](crate::waiters) of each key.
 
-use super::{nodes_of, subscribe, Target};
+use super::{nodes_of, subscribe_to, Target};
 use crate::waiters::Waiters;
 use redis::Value;
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub(super) async fn listen(listener: Listener, first: redis::aio::PubSub) {
                 attempt += 1;
                 let again = tokio::time::timeout(
                     listener.connect_timeout,
-                    subscribe(url, &listener.channel),
+                    subscribe_to(&listener.target, url, &listener.channel),
                 );
                 match again.await {
                     Ok(Ok(pubsub)) => {
