@@ -215,6 +215,11 @@ pub use idempotent_runtime::{Isolation, PostgresError, PostgresStore, PostgresSt
 pub use idempotent_runtime::__private;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "redis", feature = "axum", feature = "postgres"))]
+#[cfg(all(
+    doctest,
+    feature = "redis-sentinel",
+    feature = "axum",
+    feature = "postgres"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;
