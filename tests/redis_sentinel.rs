@@ -176,7 +176,13 @@ async fn after_the_master_dies_the_same_store_follows_the_promoted_replica() {
     };
     let served = killed.elapsed();
     println!(
-        "failover: sentinels promoted the replica {promoted:?} after the kill; the store served again {served:?} after it ({failed_calls} calls failed meanwhile)"
+        "failover: the sentinels promoted the replica {promoted:?} after the kill; the store served a call {served:?} after the kill, {:?} after the promotion was seen ({failed_calls} calls failed meanwhile)",
+        served.saturating_sub(promoted)
+    );
+    assert!(
+        served <= promoted + Duration::from_secs(5),
+        "the store took {:?} to follow the promotion",
+        served.saturating_sub(promoted)
     );
     assert_eq!(replayed, before, "the record survived the failover");
     assert_eq!(
