@@ -195,6 +195,10 @@ pub use idempotent_runtime::{
     ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,
 };
 
+#[cfg(feature = "redis-sentinel")]
+#[doc(inline)]
+pub use idempotent_runtime::SentinelMaster;
+
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use idempotent_runtime::postgres;
@@ -211,6 +215,12 @@ pub use idempotent_runtime::{Isolation, PostgresError, PostgresStore, PostgresSt
 pub use idempotent_runtime::__private;
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(all(doctest, feature = "redis-tls", feature = "axum", feature = "postgres"))]
+#[cfg(all(
+    doctest,
+    feature = "redis-tls",
+    feature = "redis-sentinel",
+    feature = "axum",
+    feature = "postgres"
+))]
 #[doc = include_str!("../README.md")]
 struct ReadmeExamples;

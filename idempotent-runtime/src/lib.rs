@@ -61,6 +61,8 @@ pub use memory::{MemoryStore, MemoryStoreBuilder};
 pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
 pub use postgres::{Isolation, PostgresError, PostgresStore, PostgresStoreBuilder};
+#[cfg(feature = "redis-sentinel")]
+pub use redis::SentinelMaster;
 #[cfg(feature = "redis")]
 pub use redis::{
     ConnectError, ConnectErrorKind, Persistence, RedisStore, RedisStoreBuilder, ServerInfo,

@@ -384,3 +384,102 @@ impl RedisCluster {
         }
     }
 }
+
+/// One Redis Sentinel (`redis-server <conf> --sentinel`) watching one master, stopped on
+/// drop. Its configuration file is written here, in a scratch directory of its own, since
+/// a sentinel rewrites it as it learns the topology.
+pub struct RedisSentinel {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisSentinel {
+    /// Starts a sentinel that monitors the master at `master_port` as `name`, with a quorum
+    /// of 2, seeing it down after 500 ms of silence, and waits until it monitors it.
+    pub fn start(name: &str, master_port: u16) -> Self {
+        let port = free_port();
+        let dir = scratch_dir(port);
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {}\n\
+                 sentinel monitor {name} 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds {name} 500\n\
+                 sentinel failover-timeout {name} 2000\n",
+                dir.display()
+            ),
+        )
+        .expect("write the sentinel's configuration");
+        let mut child = Command::new(redis_server_binary())
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server --sentinel");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let monitoring = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .any(|line| line.contains("+monitor master"));
+        assert!(
+            monitoring,
+            "the sentinel on port {port} exited before it monitored {name}"
+        );
+        std::thread::spawn(move || lines.for_each(drop));
+        RedisSentinel {
+            port,
+            dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `redis-cli` against this sentinel and returns what it printed.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?} failed");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The port of the master this sentinel names `name` now
+    /// (`SENTINEL get-master-addr-by-name`).
+    pub fn master_port(&self, name: &str) -> Option<u16> {
+        self.cli(&["SENTINEL", "get-master-addr-by-name", name])
+            .lines()
+            .nth(1)
+            .and_then(|port| port.trim().parse().ok())
+    }
+
+    /// One field of `SENTINEL master <name>` (`num-slaves`, `num-other-sentinels`, ..).
+    pub fn master_field(&self, name: &str, field: &str) -> Option<String> {
+        let answer = self.cli(&["SENTINEL", "master", name]);
+        let mut lines = answer.lines();
+        while let Some(line) = lines.next() {
+            if line.trim() == field {
+                return lines.next().map(|value| value.trim().to_owned());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -18,6 +18,8 @@ use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 
 mod connect_error;
+#[cfg(feature = "redis-sentinel")]
+mod sentinel;
 mod server;
 #[cfg(feature = "redis-tls")]
 mod tls;
@@ -25,6 +27,8 @@ mod waiters;
 
 use crate::waiters::Waiters;
 pub use connect_error::{ConnectError, ConnectErrorKind};
+#[cfg(feature = "redis-sentinel")]
+pub use sentinel::SentinelMaster;
 use server::Refusal;
 pub use server::{Persistence, ServerInfo};
 use waiters::{listen, Listener};
@@ -145,23 +149,33 @@ struct SingleNode {
     /// How many times the connection was replaced, and a signal of each time.
     generation: AtomicU64,
     replaced: Notify,
+    /// Where to ask for the master at every reconnection, for a store built on Sentinel.
+    #[cfg(feature = "redis-sentinel")]
+    sentinels: Option<sentinel::Sentinels>,
 }
 
 impl SingleNode {
     async fn connect(&self) -> Result<MultiplexedConnection, Error> {
-        tokio::time::timeout(
-            self.connect_timeout,
-            self.client
-                .get_multiplexed_async_connection_with_config(&self.config),
-        )
-        .await
-        .map_err(|_| {
-            backend(format!(
-                "could not connect to Redis within {:?}",
-                self.connect_timeout
-            ))
-        })?
-        .map_err(backend)
+        tokio::time::timeout(self.connect_timeout, self.open())
+            .await
+            .map_err(|_| {
+                backend(format!(
+                    "could not connect to Redis within {:?}",
+                    self.connect_timeout
+                ))
+            })?
+            .map_err(backend)
+    }
+
+    /// A fresh connection: to the server, or to the master the sentinels name now.
+    async fn open(&self) -> redis::RedisResult<MultiplexedConnection> {
+        #[cfg(feature = "redis-sentinel")]
+        if let Some(sentinels) = &self.sentinels {
+            return sentinels.connect(&self.config).await;
+        }
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
     }
 
     /// Reconnects in the background, once at a time, retrying until the server is back.
@@ -242,6 +256,9 @@ impl ConnectionLike for Conn {
 enum Target {
     Single(String),
     Cluster(Vec<String>),
+    /// The master that the sentinels name at each connection.
+    #[cfg(feature = "redis-sentinel")]
+    Sentinel(sentinel::Sentinels),
 }
 
 /// Configures and connects a [`RedisStore`].
@@ -525,6 +542,11 @@ impl RedisStoreBuilder {
                 connect_timeout: self.connect_timeout,
                 response_timeout: self.response_timeout,
                 heartbeat: self.heartbeat,
+                #[cfg(feature = "redis-sentinel")]
+                sentinels: match &self.target {
+                    Target::Sentinel(sentinels) => Some(sentinels.clone()),
+                    _ => None,
+                },
             },
             pubsub,
         ));
@@ -560,6 +582,21 @@ impl RedisStoreBuilder {
                 let mut handle = conn.current.read().clone();
                 servers.push(server::inspect(&mut handle, url).await.map_err(refused)?);
                 Connection::Single(conn)
+            }
+            #[cfg(feature = "redis-sentinel")]
+            Target::Sentinel(sentinels) => {
+                let conn =
+                    sentinel::open(sentinels, self.connect_timeout, self.response_timeout).await?;
+                if let Connection::Single(node) = &conn {
+                    let mut handle = node.current.read().clone();
+                    let address = sentinel::address(&node.client);
+                    servers.push(
+                        server::inspect(&mut handle, &address)
+                            .await
+                            .map_err(refused)?,
+                    );
+                }
+                conn
             }
             Target::Cluster(_) => {
                 // Every seed node that answers is checked; one that is down (a failed
@@ -600,6 +637,16 @@ impl RedisStoreBuilder {
         }
         // The first node that answers listens; every node hears every notice.
         let mut last = None;
+        #[cfg(feature = "redis-sentinel")]
+        if let Target::Sentinel(sentinels) = &self.target {
+            return match sentinels.subscribe(channel).await {
+                Ok(pubsub) => Ok((conn, servers, pubsub)),
+                Err(err) => Err(refused(Refusal::Command(
+                    "subscribe to the store's channel",
+                    err,
+                ))),
+            };
+        }
         for (_, client) in clients
             .nodes
             .iter()
@@ -674,6 +721,9 @@ fn nodes_of(target: &Target) -> Vec<String> {
     match target {
         Target::Single(url) => vec![url.clone()],
         Target::Cluster(nodes) => nodes.clone(),
+        // Not subscribed to by URL (see `subscribe_to`).
+        #[cfg(feature = "redis-sentinel")]
+        Target::Sentinel(sentinels) => sentinels.urls.clone(),
     }
 }
 
@@ -751,6 +801,8 @@ async fn open_single(
         reconnecting: std::sync::atomic::AtomicBool::new(false),
         generation: AtomicU64::new(0),
         replaced: Notify::new(),
+        #[cfg(feature = "redis-sentinel")]
+        sentinels: None,
     }))
 }
 

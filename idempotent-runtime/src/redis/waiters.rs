@@ -16,6 +16,24 @@ pub(super) struct Listener {
     pub(super) connect_timeout: Duration,
     pub(super) response_timeout: Duration,
     pub(super) heartbeat: Duration,
+    /// For a store built on Sentinel: the master the sentinels name now listens instead.
+    #[cfg(feature = "redis-sentinel")]
+    pub(super) sentinels: Option<super::sentinel::Sentinels>,
+}
+
+impl Listener {
+    /// A connection that listens on the store's channel: on `node`, or on the master the
+    /// sentinels name now.
+    async fn subscribe(
+        &self,
+        node: &redis::Client,
+    ) -> Result<redis::aio::PubSub, redis::RedisError> {
+        #[cfg(feature = "redis-sentinel")]
+        if let Some(sentinels) = &self.sentinels {
+            return sentinels.subscribe(&self.channel).await;
+        }
+        subscribe(node, &self.channel).await
+    }
 }
 
 /// Listens for completions on the store's channel for as long as the store lives, and
@@ -33,10 +51,8 @@ pub(super) async fn listen(listener: Listener, first: redis::aio::PubSub) {
             None => {
                 let node = &nodes[attempt % nodes.len()];
                 attempt += 1;
-                let again = tokio::time::timeout(
-                    listener.connect_timeout,
-                    subscribe(node, &listener.channel),
-                );
+                let again =
+                    tokio::time::timeout(listener.connect_timeout, listener.subscribe(node));
                 match again.await {
                     Ok(Ok(pubsub)) => {
                         attempt = 0;
