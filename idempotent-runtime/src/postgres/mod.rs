@@ -79,7 +79,7 @@ pub struct PostgresStore {
 
 struct Inner {
     pool: PgPool,
-    sql: Statements,
+    sql: Arc<Statements>,
     table: String,
     lease: Duration,
     lock_timeout: Duration,
@@ -574,7 +574,7 @@ impl PostgresStoreBuilder {
                     source,
                 })?;
         }
-        let sql = Statements::new(&self.table);
+        let sql = Arc::new(Statements::new(&self.table));
         sqlx::query(&sql.probe)
             .execute(&pool)
             .await
@@ -592,7 +592,7 @@ impl PostgresStoreBuilder {
         let first = listening.connect().await.map_err(PostgresError::Connect)?;
         let mut tasks = vec![tokio::spawn(listener::listen(listening, first))];
         if !self.reap_every.is_zero() {
-            let (pool, sql) = (pool.clone(), Statements::new(&self.table));
+            let (pool, sql) = (pool.clone(), Arc::clone(&sql));
             let (every, batch) = (self.reap_every, self.reap_batch);
             tasks.push(tokio::spawn(async move {
                 loop {
